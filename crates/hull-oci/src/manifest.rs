@@ -108,6 +108,8 @@ pub struct Index {
 }
 
 /// A manifest document of either kind, as read from a registry or an archive.
+// Few of these live at once; boxing would only add indirection to every match.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ParsedManifest {
     Image(Manifest),
