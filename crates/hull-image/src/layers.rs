@@ -1,0 +1,323 @@
+//! Unpacked layers: one directory per chain ID, written once, shared by every image.
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use hull_layer::{Compression, UnpackOptions, WhiteoutMode};
+use hull_metadata::{LayerRecord, LayerState};
+use hull_oci::{ChainId, DiffId, Digest, Digester, ImageId};
+
+use crate::error::{ImageError, Result};
+use crate::store::Store;
+
+/// Reader that hashes and counts what passes through it.
+pub(crate) struct HashingReader<R> {
+    inner: R,
+    digester: Digester,
+    count: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            digester: Digester::new(hull_oci::Algorithm::Sha256),
+            count: 0,
+        }
+    }
+
+    pub(crate) fn finish(self) -> (Digest, u64) {
+        (self.digester.finish(), self.count)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(chunk) = buf.get(..n) {
+            self.digester.update(chunk);
+        }
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// What to unpack and what it must turn out to be.
+pub(crate) struct LayerTarget<'a> {
+    pub chain_id: &'a ChainId,
+    pub parent: Option<&'a ChainId>,
+    /// The diff ID the image config promises; `None` when the caller computes it (import).
+    pub expected_diff: Option<&'a DiffId>,
+    /// The blob the layer came from, for error messages and the blob → diff ID record.
+    pub blob: &'a Digest,
+    pub media_type: &'a str,
+}
+
+impl Store {
+    pub(crate) fn layer_dir(&self, chain: &ChainId) -> PathBuf {
+        self.layers_dir().join(chain.digest().hex())
+    }
+
+    /// The layer's own files (overlayfs format), usable as a lowerdir.
+    pub fn layer_diff_dir(&self, chain: &ChainId) -> PathBuf {
+        self.layer_dir(chain).join("diff")
+    }
+
+    /// A layer is present when its record exists and its directory is in place.
+    pub(crate) fn layer_present(&self, chain: &ChainId) -> Result<bool> {
+        Ok(self.metadata().layer(chain)?.is_some() && self.layer_diff_dir(chain).is_dir())
+    }
+
+    pub(crate) fn unpack_options() -> UnpackOptions {
+        let root = rustix::process::geteuid().is_root();
+        UnpackOptions {
+            whiteouts: WhiteoutMode::Overlay,
+            apply_ownership: root,
+            create_devices: root,
+            max_bytes: None,
+        }
+    }
+
+    /// Unpacks a (possibly compressed) layer stream into a fresh directory and, when its
+    /// content is what was promised, moves it into place as `target.chain_id`. The stream is
+    /// read to its end, so a reader that hashes the compressed bytes sees all of them.
+    /// `before_commit` runs after unpacking and before the layer becomes visible (the
+    /// caller verifies and commits the compressed blob there).
+    pub(crate) fn unpack_layer(
+        &self,
+        compressed: impl Read + Send,
+        compression: Compression,
+        target: &LayerTarget<'_>,
+        before_commit: impl FnOnce() -> Result<()>,
+    ) -> Result<(DiffId, u64)> {
+        let tmp = self.layers_dir().join("tmp").join(format!(
+            "{}-{:08x}",
+            target.chain_id.digest().short(),
+            rand::random::<u32>()
+        ));
+        let diff_dir = tmp.join("diff");
+        fs_err::create_dir_all(&diff_dir).map_err(|e| ImageError::io(&diff_dir, e))?;
+        let result = (|| {
+            let decompressed = hull_layer::decompress(compressed, compression)
+                .map_err(|e| ImageError::io(target.blob.to_string(), e))?;
+            let mut hashing = HashingReader::new(decompressed);
+            hull_layer::unpack(&mut hashing, &diff_dir, &Self::unpack_options())?;
+            // Trailing bytes after the tar end-of-archive blocks belong to the digest too.
+            io::copy(&mut hashing, &mut io::sink())
+                .map_err(|e| ImageError::io(target.blob.to_string(), e))?;
+            let (diff, size) = hashing.finish();
+            let diff = DiffId(diff);
+            if let Some(expected) = target.expected_diff
+                && expected != &diff
+            {
+                return Err(ImageError::DiffIdMismatch {
+                    blob: target.blob.clone(),
+                    expected: expected.to_string(),
+                    actual: diff.to_string(),
+                });
+            }
+            before_commit()?;
+            sync_dir_tree(&tmp)?;
+            let dest = self.layer_dir(target.chain_id);
+            match fs_err::rename(&tmp, &dest) {
+                Ok(()) => {}
+                // Another process finished the same layer first: keep theirs.
+                Err(e)
+                    if dest.join("diff").is_dir()
+                        && matches!(
+                            e.raw_os_error(),
+                            Some(libc_errno::EEXIST) | Some(libc_errno::ENOTEMPTY)
+                        ) =>
+                {
+                    remove_tree(&tmp);
+                }
+                Err(e) => return Err(ImageError::io(&dest, e)),
+            }
+            sync_parent(&dest)?;
+            self.metadata().put_layer(&LayerRecord {
+                chain_id: target.chain_id.clone(),
+                diff_id: diff.clone(),
+                parent: target.parent.cloned(),
+                size,
+                state: LayerState::Committed,
+            })?;
+            if target.expected_diff.is_some() {
+                self.metadata()
+                    .record_blob_diff(target.blob, &diff, target.media_type)?;
+            }
+            Ok((diff, size))
+        })();
+        if result.is_err() {
+            remove_tree(&tmp);
+        }
+        result
+    }
+
+    /// Removes an unpacked layer's directory (GC, repair).
+    pub(crate) fn remove_layer_dir(&self, chain: &ChainId) -> Result<()> {
+        let dir = self.layer_dir(chain);
+        if dir.exists() {
+            let trash = self.layers_dir().join("tmp").join(format!(
+                "rm-{}-{:08x}",
+                chain.digest().short(),
+                rand::random::<u32>()
+            ));
+            // Rename first so a half-deleted layer is never visible under its name.
+            fs_err::rename(&dir, &trash).map_err(|e| ImageError::io(&dir, e))?;
+            remove_tree(&trash);
+        }
+        Ok(())
+    }
+
+    /// Chain IDs whose directories exist under `layers/`.
+    pub(crate) fn layer_dirs(&self) -> Result<Vec<ChainId>> {
+        let dir = self.layers_dir();
+        let mut out = Vec::new();
+        for entry in fs_err::read_dir(&dir).map_err(|e| ImageError::io(&dir, e))? {
+            let entry = entry.map_err(|e| ImageError::io(&dir, e))?;
+            let name = entry.file_name();
+            if let Some(Ok(c)) = name
+                .to_str()
+                .map(|n| format!("sha256:{n}").parse::<ChainId>())
+            {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Read-only overlay mount of an image's layers under `ROOT/mounts/<id>`; returns the path.
+    /// Mounting twice returns the existing mount.
+    pub fn mount(&self, id: &ImageId) -> Result<PathBuf> {
+        let rec = self
+            .metadata()
+            .image(id)?
+            .ok_or_else(|| ImageError::NotFound(id.to_string()))?;
+        let target = self.root().join("mounts").join(id.digest().hex());
+        if is_mountpoint(&target) {
+            return Ok(target);
+        }
+        fs_err::create_dir_all(&target).map_err(|e| ImageError::io(&target, e))?;
+        let lowers: Vec<PathBuf> = rec
+            .layers
+            .iter()
+            .rev()
+            .map(|c| self.layer_diff_dir(c))
+            .collect();
+        match lowers.as_slice() {
+            [] => return Err(ImageError::NoLayers(id.clone())),
+            [only] => {
+                // overlayfs needs two lowers without an upper; a single layer is a bind mount.
+                rustix::mount::mount_bind(only.as_path(), target.as_path())
+                    .map_err(|e| ImageError::io(&target, e.into()))?;
+                let _ = rustix::mount::mount_remount(
+                    target.as_path(),
+                    rustix::mount::MountFlags::BIND | rustix::mount::MountFlags::RDONLY,
+                    "",
+                );
+            }
+            many => {
+                let lowerdir = many
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(":");
+                let data = std::ffi::CString::new(format!("lowerdir={lowerdir}"))
+                    .map_err(|e| ImageError::io(&target, std::io::Error::other(e)))?;
+                rustix::mount::mount(
+                    "overlay",
+                    target.as_path(),
+                    "overlay",
+                    rustix::mount::MountFlags::RDONLY,
+                    Some(data.as_c_str()),
+                )
+                .map_err(|e| ImageError::io(&target, e.into()))?;
+            }
+        }
+        Ok(target)
+    }
+
+    /// Undoes [`Store::mount`]; false when it was not mounted.
+    pub fn unmount(&self, id: &ImageId) -> Result<bool> {
+        let target = self.root().join("mounts").join(id.digest().hex());
+        if !is_mountpoint(&target) {
+            return Ok(false);
+        }
+        rustix::mount::unmount(target.as_path(), rustix::mount::UnmountFlags::empty())
+            .map_err(|e| ImageError::io(&target, e.into()))?;
+        let _ = fs_err::remove_dir(&target);
+        Ok(true)
+    }
+
+    /// `hull image export`: the image's flattened root filesystem as one tar stream.
+    pub fn export(&self, id: &ImageId, out: &mut dyn io::Write) -> Result<u64> {
+        let img = self.image(id)?;
+        let mut readers: Vec<hull_layer::LayerSource> = Vec::new();
+        for desc in &img.manifest.layers {
+            let compression = Compression::from_media_type(&desc.media_type)
+                .ok_or_else(|| ImageError::UnsupportedLayer(desc.media_type.clone()))?;
+            let content = self.content().clone();
+            let digest = desc.digest.clone();
+            readers.push(Box::new(move || {
+                let f = content
+                    .open_blob(&digest)
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+                hull_layer::decompress(io::BufReader::with_capacity(1 << 20, f), compression)
+            }));
+        }
+        Ok(hull_layer::export_flattened(readers, out)?)
+    }
+}
+
+mod libc_errno {
+    pub const EEXIST: i32 = 17;
+    pub const ENOTEMPTY: i32 = 39;
+}
+
+fn is_mountpoint(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::metadata(path),
+        path.parent().map(std::fs::metadata),
+    ) {
+        (Ok(m), Some(Ok(p))) => m.dev() != p.dev(),
+        _ => false,
+    }
+}
+
+/// Flushes a freshly unpacked tree to disk with one `syncfs` (cheaper than an fsync per file,
+/// and it covers directory entries too).
+fn sync_dir_tree(dir: &Path) -> Result<()> {
+    let f = fs_err::File::open(dir).map_err(|e| ImageError::io(dir, e))?;
+    rustix::fs::syncfs(&f).map_err(|e| ImageError::io(dir, e.into()))?;
+    Ok(())
+}
+
+fn sync_parent(path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        let f = fs_err::File::open(parent).map_err(|e| ImageError::io(parent, e))?;
+        f.sync_all().map_err(|e| ImageError::io(parent, e))?;
+    }
+    Ok(())
+}
+
+/// Best-effort recursive removal that also copes with read-only directories left by layers.
+pub(crate) fn remove_tree(path: &Path) {
+    if std::fs::remove_dir_all(path).is_ok() || !path.exists() {
+        return;
+    }
+    // A layer may contain dirs without write permission (e.g. mode 0555): open them up.
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(md) = std::fs::symlink_metadata(&p)
+            && md.is_dir()
+        {
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700));
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                stack.extend(rd.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(path);
+}

@@ -1,0 +1,39 @@
+//! hull's image service (layer L3): pull, import, save, load, tag, remove, prune, export, mount
+//! and check, over one local store.
+//!
+//! The store is a directory:
+//! ```text
+//! ROOT/lock            flock: shared for ordinary work, exclusive for GC (prune, check --repair)
+//! ROOT/metadata.db     hull-metadata (images, tags, layers, leases)
+//! ROOT/content/        hull-content (blobs by digest, resumable ingests)
+//! ROOT/layers/<hex>/   one unpacked layer per chain ID; `diff/` is the layer alone, in overlayfs
+//!                      format (whiteouts as 0/0 char devices), so a chain mounts as lowerdirs
+//! ROOT/layers/tmp/     layers being unpacked; renamed into place when complete and synced
+//! ROOT/mounts/<hex>/   read-only overlay mounts made by `image mount`
+//! ```
+//! The unpacked-layer layout is the one piece of `hull-snapshot` hull needs so far; it lives in
+//! [`layers`] until `run`/`build` need writable snapshots, when it moves to its own crate.
+//!
+//! Compressed blobs are kept after unpacking (as containerd does, unlike Docker): `save`, `push`
+//! and `system check` need the exact bytes whose digests the manifest names.
+//!
+//! Library code here never prints: progress is a stream of [`Event`]s the front end renders.
+
+mod archive;
+mod check;
+mod error;
+mod events;
+mod import;
+mod layers;
+mod pull;
+mod query;
+mod store;
+
+pub use archive::{ArchiveFormat, LoadedImage};
+pub use check::{CheckReport, DiskUsage, ImageUsage, PruneReport};
+pub use error::ImageError;
+pub use events::{Event, EventSink, LayerEvent, discard};
+pub use import::ImportOptions;
+pub use pull::{PullOptions, PullResult, pull, pull_all_tags};
+pub use query::{HistoryRow, Image, ImageSummary, RemoveEvent};
+pub use store::Store;
