@@ -499,9 +499,7 @@ impl LayerJob {
         let outcome = worker
             .await
             .map_err(|e| ImageError::Other(format!("unpack task failed: {e}")))?;
-        if let Err(e) = outcome {
-            return Err(e);
-        }
+        outcome?;
         if send_failed {
             return Err(ImageError::Other("unpacking stopped early".to_string()));
         }
@@ -579,11 +577,12 @@ impl<R: Read> Read for SlotReader<R> {
             return Ok(0);
         };
         let n = inner.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            if let Some(chain) = self.inner.take() {
-                let (_, tee) = chain.into_inner();
-                *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(tee.writer);
-            }
+        if n == 0
+            && !buf.is_empty()
+            && let Some(chain) = self.inner.take()
+        {
+            let (_, tee) = chain.into_inner();
+            *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(tee.writer);
         }
         Ok(n)
     }

@@ -87,10 +87,6 @@ impl Store {
         self.inner.root.join("layers")
     }
 
-    pub(crate) fn tmp_dir(&self) -> PathBuf {
-        self.inner.root.join("tmp")
-    }
-
     fn lock_file(&self) -> Result<File> {
         let path = self.inner.root.join("lock");
         let file = fs_err::OpenOptions::new()
@@ -151,10 +147,10 @@ impl Store {
             match found.len() {
                 0 => {}
                 1 => {
-                    return Ok(found
+                    return found
                         .into_iter()
                         .next()
-                        .ok_or_else(|| ImageError::NotFound(name.into()))?);
+                        .ok_or_else(|| ImageError::NotFound(name.into()));
                 }
                 _ => return Err(ImageError::Ambiguous(name.to_string())),
             }

@@ -65,7 +65,7 @@ pub fn snapshot(root: &Path) -> anyhow::Result<BTreeMap<String, Entry>> {
                     if n == 0 {
                         break;
                     }
-                    h.update(&buf[..n]);
+                    h.update(buf.get(..n).unwrap_or_default());
                 }
                 Some(h.finish().to_string())
             } else {

@@ -2,6 +2,9 @@
 //! registry, skopeo, umoci, podman) accept, with the media types, platforms and file-system
 //! entries the fixtures promise.
 
+// Test helpers outside `#[test]` functions: a failed setup should panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::collections::BTreeSet;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
