@@ -193,6 +193,17 @@ pub(crate) fn pull_scope(repository: &str) -> String {
     format!("repository:{repository}:pull")
 }
 
+/// The scope to push to a repository (pull too: a push checks what is there first).
+pub(crate) fn push_scope(repository: &str) -> String {
+    format!("repository:{repository}:pull,push")
+}
+
+/// The scopes of a push that mounts blobs from `from`: push to the target, pull from the source,
+/// space-separated as one cache key (sent as separate `scope` parameters).
+pub(crate) fn mount_scope(repository: &str, from: &str) -> String {
+    format!("{} {}", push_scope(repository), pull_scope(from))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use tokio::sync::OnceCell;
 
-use crate::auth::{Challenge, TokenReply, parse_www_authenticate, pull_scope};
+use crate::auth::{Challenge, TokenReply, parse_www_authenticate, pull_scope, push_scope};
 use crate::blob::{self, BlobOptions, BlobStream};
 use crate::credentials::{self, Credential};
 use crate::error::{DistributionError, code_reason};
@@ -364,6 +364,16 @@ impl RegistryClient {
         &self.inner.cfg
     }
 
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    /// Drops a cached token that a registry refused, so the next request fetches a new one.
+    pub(crate) fn forget_token(&self, registry: &str, scope: Option<&str>) {
+        lock(&self.inner.tokens)
+            .remove(&(registry.to_string(), scope.unwrap_or_default().to_string()));
+    }
+
     pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let base = self.inner.cfg.retry_base_delay;
         let d = base
@@ -378,7 +388,7 @@ impl RegistryClient {
 
     /// Sends a request built by `build`, retrying connection errors, timeouts, 429 and 5xx up
     /// to `retries` times. A 429 or 5xx still there after the retries becomes an error.
-    async fn execute(
+    pub(crate) async fn execute(
         &self,
         registry: &str,
         what: &str,
@@ -420,7 +430,7 @@ impl RegistryClient {
 
     /// The base URL (`scheme://host/`) of a registry, found once per client: https, or for
     /// registries allowed plain http, http when https fails to handshake or is refused.
-    async fn endpoint(&self, registry: &str) -> Result<Url, DistributionError> {
+    pub(crate) async fn endpoint(&self, registry: &str) -> Result<Url, DistributionError> {
         let cell = lock(&self.inner.endpoints)
             .entry(registry.to_string())
             .or_default()
@@ -495,7 +505,7 @@ impl RegistryClient {
         }
     }
 
-    fn note_challenges(&self, registry: &str, headers: &HeaderMap) -> bool {
+    pub(crate) fn note_challenges(&self, registry: &str, headers: &HeaderMap) -> bool {
         let challenges: Vec<Challenge> = headers
             .get_all(header::WWW_AUTHENTICATE)
             .iter()
@@ -558,7 +568,7 @@ impl RegistryClient {
     }
 
     /// The Authorization header for a request, fetching a token when the registry uses them.
-    async fn authorization(
+    pub(crate) async fn authorization(
         &self,
         registry: &str,
         scope: Option<&str>,
@@ -665,7 +675,9 @@ impl RegistryClient {
                     if let Some(s) = service {
                         q.append_pair("service", s);
                     }
-                    if let Some(s) = scope {
+                    // Several scopes (a push with a cross-repository mount) are several
+                    // `scope` parameters (token spec "Requesting a Token").
+                    for s in scope.into_iter().flat_map(str::split_whitespace) {
                         q.append_pair("scope", s);
                     }
                     if let Some(c) = cred {
@@ -718,14 +730,44 @@ impl RegistryClient {
         what: &str,
         extra: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response, DistributionError> {
+        let url = self.api_url(registry, path, what).await?;
+        self.send_to(method, registry, url, scope, what, extra)
+            .await
+    }
+
+    /// The URL of `path` (or of an absolute or relative `Location` a registry sent) on
+    /// `registry`'s endpoint.
+    pub(crate) async fn api_url(
+        &self,
+        registry: &str,
+        path: &str,
+        what: &str,
+    ) -> Result<Url, DistributionError> {
         let base = self.endpoint(registry).await?;
-        let url = base
-            .join(path)
+        base.join(path)
             .map_err(|e| DistributionError::InvalidResponse {
                 what: what.to_string(),
                 reason: format!("invalid request path {path:?}: {e}"),
-            })?;
-        let mut auth = self.authorization(registry, scope).await?;
+            })
+    }
+
+    /// [`Self::send`] to a full URL. Credentials go only to the registry's own origin: an
+    /// upload `Location` on another host (blob storage) gets none.
+    pub(crate) async fn send_to(
+        &self,
+        method: Method,
+        registry: &str,
+        url: Url,
+        scope: Option<&str>,
+        what: &str,
+        extra: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Response, DistributionError> {
+        let same_origin = self.endpoint(registry).await?.origin() == url.origin();
+        let mut auth = if same_origin {
+            self.authorization(registry, scope).await?
+        } else {
+            None
+        };
         let mut challenged = false;
         loop {
             let resp = self
@@ -756,7 +798,12 @@ impl RegistryClient {
         }
     }
 
-    async fn unauthorized(&self, registry: &str, what: &str, resp: Response) -> DistributionError {
+    pub(crate) async fn unauthorized(
+        &self,
+        registry: &str,
+        what: &str,
+        resp: Response,
+    ) -> DistributionError {
         let cred = match self.credential(registry).await {
             Ok(c) => c,
             Err(e) => return e,
@@ -1039,15 +1086,35 @@ impl RegistryClient {
         repo: &Reference,
         digest: &Digest,
     ) -> Result<Option<u64>, DistributionError> {
+        self.blob_size_scoped(repo, digest, &pull_scope(repo.repository()))
+            .await
+    }
+
+    /// [`Self::blob_size`] asking for push access, as a push does before uploading (one token
+    /// serves the whole push).
+    pub async fn blob_size_for_push(
+        &self,
+        repo: &Reference,
+        digest: &Digest,
+    ) -> Result<Option<u64>, DistributionError> {
+        self.blob_size_scoped(repo, digest, &push_scope(repo.repository()))
+            .await
+    }
+
+    async fn blob_size_scoped(
+        &self,
+        repo: &Reference,
+        digest: &Digest,
+        scope: &str,
+    ) -> Result<Option<u64>, DistributionError> {
         let what = format!("checking blob {}@{digest}", repo.name());
         let path = format!("/v2/{}/blobs/{digest}", repo.repository());
-        let scope = pull_scope(repo.repository());
         let resp = self
             .send(
                 Method::HEAD,
                 repo.registry(),
                 &path,
-                Some(&scope),
+                Some(scope),
                 &what,
                 |rb| rb,
             )

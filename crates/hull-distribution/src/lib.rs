@@ -5,7 +5,8 @@
 //!
 //! Depends only on `hull-oci` among hull crates: it moves bytes and never stores them (the content
 //! store verifies and commits what it is given), never prints, and knows nothing of images beyond
-//! the documents it must validate. Upload sessions (push) will live here too.
+//! the documents it must validate. Pushing ([`UploadSession`], [`RegistryClient::push_blob`],
+//! [`RegistryClient::put_manifest`]) reads blobs from files it is given, never from a store.
 //!
 //! Differences from ARCHITECTURE.md: credentials are handled by our own [`credentials`] module, not
 //! the `docker_credential` crate, because that crate cannot store or erase and its errors name no
@@ -17,9 +18,11 @@ mod blob;
 mod client;
 pub mod credentials;
 mod error;
+mod upload;
 
 pub use auth::{Challenge, parse_www_authenticate};
 pub use blob::{BlobOptions, BlobStream};
 pub use client::{ClientConfig, FetchedManifest, RegistryClient, allows_plain_http, api_host};
 pub use credentials::{Credential, CredentialError};
 pub use error::DistributionError;
+pub use upload::{BlobFile, MountResult, PushedBlob, UploadOptions, UploadProgress, UploadSession};

@@ -10,6 +10,10 @@ mod fake;
 mod proxy;
 #[path = "distribution/push.rs"]
 mod push;
+#[path = "distribution/upload.rs"]
+mod upload;
+#[path = "distribution/upload_proxy.rs"]
+mod upload_proxy;
 
 use std::path::Path;
 use std::sync::Arc;

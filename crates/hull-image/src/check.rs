@@ -314,9 +314,12 @@ impl Store {
             if let Some(p) = &rec.parent
                 && !records.contains_key(p)
             {
-                report
-                    .problems
-                    .push(format!("layer {c}: parent layer {p} is not recorded"));
+                // Layers of one pull are unpacked in parallel and recorded as each completes,
+                // so a pull killed mid-way can leave a child without its parent; images are
+                // only recorded once their whole chain is, and the next pull completes it.
+                report.notes.push(format!(
+                    "layer {c}: parent layer {p} is not recorded yet (an interrupted pull)"
+                ));
             }
         }
         for c in dirs.difference(&records.keys().cloned().collect()) {

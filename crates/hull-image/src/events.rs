@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use hull_oci::Digest;
 
-/// What happens to one layer during a pull or load.
+/// What happens to one layer during a pull, load or push (a push reports a layer by its diff
+/// ID, as Docker does, and a registry that has the blob already as `AlreadyExists`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LayerEvent {
     /// Queued behind the concurrency limit.
@@ -21,6 +22,14 @@ pub enum LayerEvent {
     Extracting { current: u64, total: Option<u64> },
     /// Layer stored and unpacked.
     Complete,
+    /// Push: queued; its blob is being found (or compressed) and checked against the registry.
+    Preparing,
+    /// Push: bytes of the blob sent so far, of `total`.
+    Pushing { current: u64, total: Option<u64> },
+    /// Push: the registry linked the blob from another of its repositories.
+    Mounted { from: String },
+    /// Push: the blob was uploaded.
+    Pushed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

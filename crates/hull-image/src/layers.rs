@@ -119,9 +119,12 @@ impl Store {
             before_commit()?;
             sync_dir_tree(&tmp)?;
             let dest = self.layer_dir(target.chain_id);
-            match fs_err::rename(&tmp, &dest) {
+            // std's rename, not fs-err's: the raw OS error is needed below (fs-err's wrapper
+            // hides it), and the error built for the user names the path anyway.
+            match std::fs::rename(&tmp, &dest) {
                 Ok(()) => {}
-                // Another process finished the same layer first: keep theirs.
+                // Another process finished the same layer first, or one killed before it
+                // recorded the layer left it complete in place: keep that one.
                 Err(e)
                     if dest.join("diff").is_dir()
                         && matches!(
@@ -204,36 +207,28 @@ impl Store {
             .rev()
             .map(|c| self.layer_diff_dir(c))
             .collect();
-        match lowers.as_slice() {
-            [] => return Err(ImageError::NoLayers(id.clone())),
-            [only] => {
-                // overlayfs needs two lowers without an upper; a single layer is a bind mount.
-                rustix::mount::mount_bind(only.as_path(), target.as_path())
-                    .map_err(|e| ImageError::io(&target, e.into()))?;
-                let _ = rustix::mount::mount_remount(
-                    target.as_path(),
-                    rustix::mount::MountFlags::BIND | rustix::mount::MountFlags::RDONLY,
-                    "",
-                );
-            }
-            many => {
-                let lowerdir = many
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(":");
-                let data = std::ffi::CString::new(format!("lowerdir={lowerdir}"))
-                    .map_err(|e| ImageError::io(&target, std::io::Error::other(e)))?;
-                rustix::mount::mount(
-                    "overlay",
-                    target.as_path(),
-                    "overlay",
-                    rustix::mount::MountFlags::RDONLY,
-                    Some(data.as_c_str()),
-                )
-                .map_err(|e| ImageError::io(&target, e.into()))?;
-            }
+        if lowers.is_empty() {
+            return Err(ImageError::NoLayers(id.clone()));
         }
+        let mut lowers: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
+        if lowers.len() == 1 {
+            // overlayfs needs two lower layers when there is no upper one; an empty directory
+            // keeps a one-layer image on the same path as the others (a bind mount would show
+            // the layer's whiteout devices instead of hiding them).
+            let empty = self.layers_dir().join("empty");
+            fs_err::create_dir_all(&empty).map_err(|e| ImageError::io(&empty, e))?;
+            lowers.push(empty.display().to_string());
+        }
+        let data = std::ffi::CString::new(format!("lowerdir={}", lowers.join(":")))
+            .map_err(|e| ImageError::io(&target, std::io::Error::other(e)))?;
+        rustix::mount::mount(
+            "overlay",
+            target.as_path(),
+            "overlay",
+            rustix::mount::MountFlags::RDONLY,
+            Some(data.as_c_str()),
+        )
+        .map_err(|e| ImageError::io(&target, e.into()))?;
         Ok(target)
     }
 
@@ -269,20 +264,65 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mountinfo("/a\\040b\\011c"), "/a b\tc");
+        assert_eq!(unescape_mountinfo("/plain\\"), "/plain\\");
+    }
+
+    #[test]
+    fn root_is_a_mount_point_and_a_fresh_dir_is_not() {
+        assert!(is_mountpoint(Path::new("/")));
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!is_mountpoint(dir.path()));
+    }
+}
+
 mod libc_errno {
     pub const EEXIST: i32 = 17;
     pub const ENOTEMPTY: i32 = 39;
 }
 
+/// Whether `path` is a mount point, from `/proc/self/mountinfo` (a device-number comparison
+/// misses bind mounts and mounts of the same filesystem).
 fn is_mountpoint(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (
-        std::fs::metadata(path),
-        path.parent().map(std::fs::metadata),
-    ) {
-        (Ok(m), Some(Ok(p))) => m.dev() != p.dev(),
-        _ => false,
+    let Ok(path) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    info.lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .any(|mount_point| Path::new(&unescape_mountinfo(mount_point)) == path)
+}
+
+/// Undoes the octal escapes (`\040` for a space) of a mountinfo path.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| b == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                let v = d.iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
+                out.push(u8::try_from(v).unwrap_or(b'?'));
+                i += 4;
+            }
+            None => {
+                out.push(b);
+                i += 1;
+            }
+        }
     }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Flushes a freshly unpacked tree to disk with one `syncfs` (cheaper than an fsync per file,

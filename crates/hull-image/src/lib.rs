@@ -1,5 +1,5 @@
-//! hull's image service (layer L3): pull, import, save, load, tag, remove, prune, export, mount
-//! and check, over one local store.
+//! hull's image service (layer L3): pull, push, import, save, load, tag, remove, prune, export,
+//! mount and check, over one local store.
 //!
 //! The store is a directory:
 //! ```text
@@ -26,6 +26,7 @@ mod events;
 mod import;
 mod layers;
 mod pull;
+mod push;
 mod query;
 mod store;
 
@@ -35,5 +36,6 @@ pub use error::ImageError;
 pub use events::{Event, EventSink, LayerEvent, discard};
 pub use import::ImportOptions;
 pub use pull::{PullOptions, PullResult, pull, pull_all_tags};
+pub use push::{Compression, PushOptions, PushResult, push, push_all_tags, repository_tags};
 pub use query::{HistoryRow, Image, ImageSummary, RemoveEvent};
 pub use store::Store;

@@ -740,7 +740,9 @@ impl<'o> Unpacker<'o> {
                         | OFlags::EXCL
                         | OFlags::NOFOLLOW
                         | OFlags::CLOEXEC,
-                    Mode::empty(),
+                    // Owner-writable: setting a `user.` xattr needs write permission on the
+                    // inode, even for its owner.
+                    Mode::RUSR | Mode::WUSR,
                 )
                 .map_err(self.io("creating whiteout file for"))?;
                 rfs::fsetxattr(&fd, "user.overlay.whiteout", b"y", XattrFlags::empty())

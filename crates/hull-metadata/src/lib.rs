@@ -11,6 +11,7 @@
 //! Depends only on hull-oci; knows nothing of files, registries or the CLI.
 
 mod gc;
+mod owner;
 mod store;
 
 pub use gc::{GcPlan, GcRoots, mark_and_sweep};

@@ -1,5 +1,6 @@
 //! The SQLite-backed record store.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,8 +10,9 @@ use hull_oci::{ChainId, DiffId, Digest, ImageId, Reference};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::gc::GcRoots;
+use crate::owner;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS images (
@@ -63,7 +65,8 @@ CREATE INDEX IF NOT EXISTS blob_diffs_diff ON blob_diffs(diff_id);
 CREATE TABLE IF NOT EXISTS leases (
     id TEXT PRIMARY KEY,
     created_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL
+    expires_at INTEGER NOT NULL,
+    owner TEXT
 );
 CREATE TABLE IF NOT EXISTS lease_resources (
     lease_id TEXT NOT NULL REFERENCES leases(id) ON DELETE CASCADE,
@@ -193,8 +196,15 @@ impl Metadata {
             });
         }
         if version < SCHEMA_VERSION {
+            // Version 1 lacked the lease owner; the column is added before the schema's
+            // `IF NOT EXISTS` statements run (they leave an existing table as it is).
+            let migrate = if version == 1 {
+                "ALTER TABLE leases ADD COLUMN owner TEXT;"
+            } else {
+                ""
+            };
             conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN IMMEDIATE; {migrate} {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
             .map_err(open_err)?;
         }
@@ -583,16 +593,18 @@ impl Metadata {
 
     // ------------------------------------------------------------------ leases
 
-    /// Creates a lease that protects resources from GC until dropped or until `ttl` passes
-    /// (the expiry covers a process killed while holding it).
+    /// Creates a lease that protects resources from GC until dropped, until `ttl` passes, or
+    /// until the process that took it is gone (a pull killed with SIGKILL must not pin its
+    /// partial work for the whole TTL, nor may its lease be taken for a live one's).
     pub fn lease(self: &Arc<Self>, ttl: Duration) -> Result<Lease> {
         let id = format!("lease-{:016x}", rand::random::<u64>());
         let created = now();
         let expires = created.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
+        let owner = owner::current();
         self.write(|tx| {
             tx.execute(
-                "INSERT INTO leases (id, created_at, expires_at) VALUES (?1, ?2, ?3)",
-                params![id, created, expires],
+                "INSERT INTO leases (id, created_at, expires_at, owner) VALUES (?1, ?2, ?3, ?4)",
+                params![id, created, expires, owner],
             )?;
             Ok(())
         })?;
@@ -602,33 +614,76 @@ impl Metadata {
         })
     }
 
-    /// Deletes expired leases; returns how many.
+    /// Deletes expired leases and those whose owning process has exited; returns how many.
     pub fn expire_leases(&self) -> Result<usize> {
-        self.write(|tx| Ok(tx.execute("DELETE FROM leases WHERE expires_at < ?1", [now()])?))
+        let dead = self.dead_leases()?;
+        self.write(|tx| {
+            let mut n = tx.execute("DELETE FROM leases WHERE expires_at < ?1", [now()])?;
+            for id in &dead {
+                n += tx.execute("DELETE FROM leases WHERE id = ?1", [id])?;
+            }
+            Ok(n)
+        })
+    }
+
+    /// IDs of leases whose owner process no longer runs.
+    fn dead_leases(&self) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT id, owner FROM leases WHERE owner IS NOT NULL")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut dead = Vec::new();
+        for row in rows {
+            let (id, owner) = row?;
+            if !owner::is_alive(&owner) {
+                dead.push(id);
+            }
+        }
+        Ok(dead)
     }
 
     // ------------------------------------------------------------------ GC
 
     /// Everything that must survive a GC: image edges and unexpired leases.
     pub fn gc_roots(&self) -> Result<GcRoots> {
+        let dead: BTreeSet<String> = self.dead_leases()?.into_iter().collect();
         let conn = self.conn();
         let mut roots = GcRoots::default();
         let mut stmt = conn.prepare(
             "SELECT digest FROM image_blobs
              UNION SELECT manifest_digest FROM images
-             UNION SELECT id FROM images
-             UNION SELECT r.key FROM lease_resources r JOIN leases l ON l.id = r.lease_id
-                   WHERE r.kind = 'blob' AND l.expires_at >= ?1",
+             UNION SELECT id FROM images",
         )?;
-        for d in stmt.query_map([now()], |r| r.get::<_, String>(0))? {
+        for d in stmt.query_map([], |r| r.get::<_, String>(0))? {
             roots.blobs.insert(parse("image_blobs.digest", d?)?);
         }
         let mut stmt = conn.prepare(
-            "SELECT chain_id FROM image_layers
-             UNION SELECT r.key FROM lease_resources r JOIN leases l ON l.id = r.lease_id
-                   WHERE r.kind = 'layer' AND l.expires_at >= ?1",
+            "SELECT l.id, r.kind, r.key FROM lease_resources r JOIN leases l ON l.id = r.lease_id
+             WHERE l.expires_at >= ?1",
         )?;
-        for c in stmt.query_map([now()], |r| r.get::<_, String>(0))? {
+        let rows = stmt.query_map([now()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (lease, kind, key) = row?;
+            if dead.contains(&lease) {
+                continue;
+            }
+            match kind.as_str() {
+                "blob" => {
+                    roots.blobs.insert(parse("lease_resources.key", key)?);
+                }
+                "layer" => {
+                    roots.layers.insert(parse("lease_resources.key", key)?);
+                }
+                _ => {}
+            }
+        }
+        let mut stmt = conn.prepare("SELECT chain_id FROM image_layers")?;
+        for c in stmt.query_map([], |r| r.get::<_, String>(0))? {
             roots.layers.insert(parse("image_layers.chain_id", c?)?);
         }
         let mut stmt =
@@ -809,6 +864,42 @@ mod tests {
         assert!(m.gc_roots().unwrap().blobs.is_empty());
         assert_eq!(m.expire_leases().unwrap(), 1);
         std::mem::forget(lease);
+    }
+
+    #[test]
+    fn leases_of_exited_processes_do_not_protect() {
+        let (_dir, m) = open();
+        let lease = m.lease(Duration::from_secs(3600)).unwrap();
+        lease.add(&LeaseResource::Blob(d("x"))).unwrap();
+        assert_eq!(
+            m.gc_roots().unwrap().blobs.len(),
+            1,
+            "a live owner protects"
+        );
+        // The owner as a process killed with SIGKILL leaves it: a PID that no longer runs.
+        m.write(|tx| Ok(tx.execute("UPDATE leases SET owner = 'other-boot:1:1'", [])?))
+            .unwrap();
+        assert!(m.gc_roots().unwrap().blobs.is_empty());
+        assert_eq!(m.expire_leases().unwrap(), 1);
+        std::mem::forget(lease);
+    }
+
+    #[test]
+    fn version_1_databases_are_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metadata.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE leases (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL,
+                 expires_at INTEGER NOT NULL); PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let m = Metadata::open(&path).unwrap();
+        let lease = m.lease(Duration::from_secs(60)).unwrap();
+        lease.add(&LeaseResource::Blob(d("y"))).unwrap();
+        assert_eq!(m.gc_roots().unwrap().blobs.len(), 1);
     }
 
     #[test]

@@ -220,6 +220,13 @@ fn wait_ready(child: &mut Child, port: u16) -> anyhow::Result<()> {
             bail!("docker-registry exited during startup with {status}");
         }
         if http_status(port, "/v2/").is_ok() {
+            // Something answers; make sure it is this registry and not another server that
+            // took the port between `free_port` and the registry's bind (the registry then
+            // exits with "address already in use").
+            std::thread::sleep(Duration::from_millis(100));
+            if let Some(status) = child.try_wait()? {
+                bail!("docker-registry exited during startup with {status}");
+            }
             return Ok(());
         }
         if Instant::now() > deadline {

@@ -45,6 +45,7 @@ impl Mode {
 pub enum Activity {
     Pull,
     Load,
+    Push,
 }
 
 /// A layer's state, without its numbers: a plain line is printed when this changes.
@@ -57,6 +58,10 @@ enum Phase {
     Verifying,
     Extracting,
     Complete,
+    Preparing,
+    Pushing,
+    Mounted,
+    Pushed,
 }
 
 fn phase(e: &LayerEvent) -> Phase {
@@ -68,6 +73,10 @@ fn phase(e: &LayerEvent) -> Phase {
         LayerEvent::Verifying => Phase::Verifying,
         LayerEvent::Extracting { .. } => Phase::Extracting,
         LayerEvent::Complete => Phase::Complete,
+        LayerEvent::Preparing => Phase::Preparing,
+        LayerEvent::Pushing { .. } => Phase::Pushing,
+        LayerEvent::Mounted { .. } => Phase::Mounted,
+        LayerEvent::Pushed => Phase::Pushed,
     }
 }
 
@@ -105,6 +114,7 @@ pub fn status_text(activity: Activity, e: &LayerEvent) -> String {
             return "Loading layer".to_string();
         }
         (Activity::Load, LayerEvent::Complete) => return "Loaded".to_string(),
+        (Activity::Push, LayerEvent::AlreadyExists) => return "Layer already exists".to_string(),
         _ => {}
     }
     match e {
@@ -115,6 +125,10 @@ pub fn status_text(activity: Activity, e: &LayerEvent) -> String {
         LayerEvent::Verifying => "Verifying Checksum".to_string(),
         LayerEvent::Extracting { .. } => "Extracting".to_string(),
         LayerEvent::Complete => "Pull complete".to_string(),
+        LayerEvent::Preparing => "Preparing".to_string(),
+        LayerEvent::Pushing { .. } => "Pushing".to_string(),
+        LayerEvent::Mounted { from } => format!("Mounted from {from}"),
+        LayerEvent::Pushed => "Pushed".to_string(),
     }
 }
 
@@ -122,7 +136,9 @@ pub fn status_text(activity: Activity, e: &LayerEvent) -> String {
 pub fn bar_line(activity: Activity, digest: &Digest, e: &LayerEvent, with_bar: bool) -> String {
     let status = status_text(activity, e);
     match e {
-        LayerEvent::Downloading { current, total } | LayerEvent::Extracting { current, total } => {
+        LayerEvent::Downloading { current, total }
+        | LayerEvent::Extracting { current, total }
+        | LayerEvent::Pushing { current, total } => {
             format!(
                 "{}: {status} {}",
                 digest.short(),
@@ -183,7 +199,10 @@ impl State {
                     bar
                 });
                 bar.set_message(line);
-                if matches!(now, Phase::Complete | Phase::AlreadyExists) {
+                if matches!(
+                    now,
+                    Phase::Complete | Phase::AlreadyExists | Phase::Mounted | Phase::Pushed
+                ) {
                     bar.finish();
                 } else {
                     bar.tick();

@@ -1,6 +1,8 @@
 //! The command line, as clap types only: verbs and flags are spelled as Docker's.
 
 mod image;
+mod push;
+mod serve;
 mod system;
 
 use std::path::PathBuf;
@@ -8,6 +10,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use image::*;
+pub use push::*;
+pub use serve::*;
 pub use system::*;
 
 #[derive(Debug, Parser)]
@@ -51,6 +55,8 @@ pub enum LogLevel {
 pub enum Command {
     /// Download an image from a registry
     Pull(PullArgs),
+    /// Upload an image to a registry
+    Push(PushArgs),
     /// List images
     Images(ImagesArgs),
     /// Show the history of an image
@@ -79,6 +85,8 @@ pub enum Command {
     Logout(LogoutArgs),
     /// Show the hull version information
     Version(VersionArgs),
+    /// Run a registry (OCI distribution spec 1.1) serving a local directory
+    Serve(ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,6 +96,8 @@ pub enum ImageCommand {
     Ls(ImagesArgs),
     /// Download an image from a registry
     Pull(PullArgs),
+    /// Upload an image to a registry
+    Push(PushArgs),
     /// Display detailed information on one or more images
     Inspect(InspectArgs),
     /// Show the history of an image

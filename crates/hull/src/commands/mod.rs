@@ -13,8 +13,10 @@ mod logout;
 mod mount;
 mod prune;
 mod pull;
+mod push;
 mod rmi;
 mod save;
+mod serve;
 mod system_check;
 mod tag;
 mod version;
@@ -82,6 +84,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = Ctx::new(&cli, FileConfig::load()?);
     match cli.command {
         Command::Pull(a) => pull::run(&ctx, a).await,
+        Command::Push(a) => push::run(&ctx, a).await,
         Command::Images(a) => images::run(&ctx, a),
         Command::History(a) => history::run(&ctx, a),
         Command::Inspect(a) => inspect::run(&ctx, a),
@@ -93,6 +96,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(sub) => match sub {
             ImageCommand::Ls(a) => images::run(&ctx, a),
             ImageCommand::Pull(a) => pull::run(&ctx, a).await,
+            ImageCommand::Push(a) => push::run(&ctx, a).await,
             ImageCommand::Inspect(a) => inspect::run(&ctx, a),
             ImageCommand::History(a) => history::run(&ctx, a),
             ImageCommand::Rm(a) => rmi::run(&ctx, a),
@@ -112,6 +116,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Login(a) => login::run(&ctx, a).await,
         Command::Logout(a) => logout::run(&ctx, a),
         Command::Version(a) => version::run(&ctx, a),
+        Command::Serve(a) => serve::run(&ctx, a, cli.global.log_level).await,
     }
 }
 

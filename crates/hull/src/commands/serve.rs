@@ -1,0 +1,277 @@
+//! `hull serve`: the registry front end. Listens on `--addr`, keeps content under `--data`
+//! (default `<root>/registry`), logs one access line per request on stderr, and stops
+//! gracefully on SIGINT or SIGTERM (requests in flight finish first).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hull_registry::gc::GcOptions;
+use hull_registry::{BasicAuth, FsStorage, Htpasswd, Registry, RegistryConfig, RegistryStorage};
+use serde::Deserialize;
+use tracing::instrument::WithSubscriber as _;
+
+use crate::cli::{LogLevel, ServeArgs};
+use crate::commands::Ctx;
+
+pub const DEFAULT_ADDR: &str = "127.0.0.1:5000";
+/// The realm basic-auth challenges name.
+const AUTH_REALM: &str = "hull";
+
+/// The `--config` file. Flags win over it.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct ServeFile {
+    addr: Option<String>,
+    data: Option<PathBuf>,
+    #[serde(default)]
+    read_only: bool,
+    delete_enabled: Option<bool>,
+    max_manifest_size: Option<u64>,
+    htpasswd: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    /// Run garbage collection this often (seconds; absent or 0: never).
+    gc_interval_secs: Option<u64>,
+}
+
+impl ServeFile {
+    fn load(path: &Path) -> anyhow::Result<ServeFile> {
+        let text = fs_err::read_to_string(path)?;
+        toml::from_str(&text)
+            .with_context(|| format!("reading registry configuration {}", path.display()))
+    }
+}
+
+/// What the server runs with, flags merged over the file.
+#[derive(Debug, PartialEq, Eq)]
+struct Settings {
+    addr: String,
+    data: PathBuf,
+    registry: RegistryConfig,
+    htpasswd: Option<PathBuf>,
+    /// Certificate chain and key, for HTTPS.
+    tls: Option<(PathBuf, PathBuf)>,
+    gc_interval: Option<Duration>,
+}
+
+fn settings(root: &Path, args: &ServeArgs, file: ServeFile) -> anyhow::Result<Settings> {
+    let defaults = RegistryConfig::default();
+    let tls = match (
+        args.tls_cert.clone().or(file.tls_cert),
+        args.tls_key.clone().or(file.tls_key),
+    ) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => anyhow::bail!("HTTPS needs both a certificate (tls-cert) and its key (tls-key)"),
+    };
+    Ok(Settings {
+        addr: args
+            .addr
+            .clone()
+            .or(file.addr)
+            .unwrap_or_else(|| DEFAULT_ADDR.to_string()),
+        data: args
+            .data
+            .clone()
+            .or(file.data)
+            .unwrap_or_else(|| root.join("registry")),
+        registry: RegistryConfig {
+            read_only: args.read_only || file.read_only,
+            delete_enabled: file.delete_enabled.unwrap_or(defaults.delete_enabled),
+            max_manifest_size: file.max_manifest_size.unwrap_or(defaults.max_manifest_size),
+        },
+        htpasswd: args.htpasswd.clone().or(file.htpasswd),
+        tls,
+        gc_interval: file
+            .gc_interval_secs
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs),
+    })
+}
+
+/// Access lines are `info` events: a server logs at `info` unless `--log-level` says otherwise.
+fn log_dispatch(level: Option<LogLevel>) -> tracing::Dispatch {
+    use std::io::IsTerminal as _;
+    let filter = match level {
+        Some(LogLevel::Debug) => "debug",
+        None | Some(LogLevel::Info) => "info",
+        Some(LogLevel::Warn) => "warn",
+        Some(LogLevel::Error) | Some(LogLevel::Fatal) => "error",
+    };
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .into()
+}
+
+/// Collects garbage every `every`, online, with the default grace period (so pushes in
+/// progress keep what they wrote).
+async fn collect_garbage(storage: Arc<dyn RegistryStorage>, every: Duration) {
+    let opts = GcOptions::default();
+    loop {
+        tokio::time::sleep(every).await;
+        match hull_registry::gc::collect(&*storage, &opts).await {
+            Ok(r) => tracing::info!(
+                "garbage collection: {} manifests, {} blobs kept, {} deleted ({} bytes), {} links and {} idle uploads removed",
+                r.manifests,
+                r.blobs_kept,
+                r.blobs_deleted.len(),
+                r.bytes_freed,
+                r.links_deleted,
+                r.uploads_aborted
+            ),
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        // Without signal handlers the default action (exit) still stops the server.
+        _ => std::future::pending().await,
+    }
+}
+
+pub async fn run(ctx: &Ctx, args: ServeArgs, log_level: Option<LogLevel>) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(p) => ServeFile::load(p)?,
+        None => ServeFile::default(),
+    };
+    let s = settings(&ctx.root, &args, file)?;
+    let storage = FsStorage::open(&s.data)
+        .await
+        .with_context(|| format!("opening registry storage {}", s.data.display()))?;
+    let auth = match &s.htpasswd {
+        Some(p) => Some(BasicAuth::new(AUTH_REALM, Htpasswd::load(p)?)),
+        None => None,
+    };
+    let registry = Registry::with_auth(Arc::new(storage), s.registry.clone(), auth);
+    let listener = tokio::net::TcpListener::bind(&s.addr)
+        .await
+        .with_context(|| format!("listening on {}", s.addr))?;
+    let local: SocketAddr = listener
+        .local_addr()
+        .with_context(|| format!("listening on {}", s.addr))?;
+    let tls = match &s.tls {
+        Some((cert, key)) => Some(hull_registry::tls::server_config(cert, key)?),
+        None => None,
+    };
+    eprintln!(
+        "hull serve: listening on {}://{local} (data in {}{}{})",
+        if tls.is_some() { "https" } else { "http" },
+        s.data.display(),
+        if s.registry.read_only {
+            ", read-only"
+        } else {
+            ""
+        },
+        if s.htpasswd.is_some() {
+            ", basic auth"
+        } else {
+            ""
+        }
+    );
+    let dispatch = log_dispatch(log_level);
+    let gc = s.gc_interval.map(|every| {
+        tokio::spawn(
+            collect_garbage(Arc::clone(registry.storage()), every)
+                .with_subscriber(dispatch.clone()),
+        )
+    });
+    let router = registry.router();
+    let served = match tls {
+        None => {
+            hull_registry::serve(listener, router, shutdown_signal())
+                .with_subscriber(dispatch)
+                .await
+        }
+        Some(tls) => {
+            hull_registry::serve_tls(listener, router, tls, shutdown_signal())
+                .with_subscriber(dispatch)
+                .await
+        }
+    };
+    if let Some(gc) = gc {
+        gc.abort();
+    }
+    served.context("serving the registry")?;
+    eprintln!("hull serve: stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOT: &str = "/var/lib/hull";
+
+    fn args(addr: Option<&str>, read_only: bool) -> ServeArgs {
+        ServeArgs {
+            addr: addr.map(str::to_string),
+            data: None,
+            config: None,
+            read_only,
+            htpasswd: None,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+
+    #[test]
+    fn defaults_live_under_the_store_root() {
+        let s = settings(Path::new(ROOT), &args(None, false), ServeFile::default()).unwrap();
+        assert_eq!(s.addr, DEFAULT_ADDR);
+        assert_eq!(s.data, PathBuf::from("/var/lib/hull/registry"));
+        assert_eq!(s.registry, RegistryConfig::default());
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let file: ServeFile = toml::from_str(
+            "addr = \"0.0.0.0:6000\"\ndata = \"/srv/reg\"\ndelete-enabled = false\nmax-manifest-size = 1024\nhtpasswd = \"/etc/hull/htpasswd\"\ngc-interval-secs = 3600\n",
+        )
+        .unwrap();
+        let s = settings(Path::new(ROOT), &args(Some("127.0.0.1:7000"), true), file).unwrap();
+        assert_eq!(s.addr, "127.0.0.1:7000");
+        assert_eq!(s.data, PathBuf::from("/srv/reg"));
+        assert!(s.registry.read_only);
+        assert!(!s.registry.delete_enabled);
+        assert_eq!(s.registry.max_manifest_size, 1024);
+        assert_eq!(s.htpasswd, Some(PathBuf::from("/etc/hull/htpasswd")));
+        assert_eq!(s.gc_interval, Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let file: ServeFile = toml::from_str("tls-cert = \"/c.pem\"\n").unwrap();
+        assert!(settings(Path::new(ROOT), &args(None, false), file).is_err());
+        let file: ServeFile =
+            toml::from_str("tls-cert = \"/c.pem\"\ntls-key = \"/k.pem\"\n").unwrap();
+        let s = settings(Path::new(ROOT), &args(None, false), file).unwrap();
+        assert_eq!(
+            s.tls,
+            Some((PathBuf::from("/c.pem"), PathBuf::from("/k.pem")))
+        );
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        assert!(toml::from_str::<ServeFile>("adr = \"x\"\n").is_err());
+    }
+}
