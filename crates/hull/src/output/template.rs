@@ -28,8 +28,9 @@ impl Template {
     pub fn parse(text: &str) -> Result<Template, FormatError> {
         let mut inner = gtmpl::Template::default();
         inner.add_funcs(&FUNCS);
+        inner.add_func("_hull_print", go_print);
         inner
-            .parse(text)
+            .parse(wrap_output_actions(text))
             .map_err(|e| FormatError::Parse(e.to_string()))?;
         Ok(Template {
             text: text.to_string(),
@@ -222,10 +223,131 @@ fn pad(args: &[Value]) -> Result<Value, FuncError> {
     )))
 }
 
+/// Routes every action that prints a value through [`go_print`], so lists and maps print as Go
+/// prints them (`[a b]`, `map[k:v]`) where gtmpl would print its own debug form. Control
+/// actions (`if`, `range`, `end`, …), comments and variable declarations are left alone.
+fn wrap_output_actions(text: &str) -> String {
+    const CONTROL: [&str; 10] = [
+        "if", "else", "end", "range", "with", "define", "template", "block", "break", "continue",
+    ];
+    let mut out = String::with_capacity(text.len() + 32);
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let (before, after) = rest.split_at(start);
+        out.push_str(before);
+        let Some(end) = find_action_end(after) else {
+            out.push_str(after);
+            return out;
+        };
+        let (action, tail) = after.split_at(end + 2);
+        rest = tail;
+        let inner = action
+            .strip_prefix("{{")
+            .and_then(|a| a.strip_suffix("}}"))
+            .unwrap_or_default();
+        let (open, inner) = match inner.strip_prefix('-') {
+            Some(i) if i.starts_with(char::is_whitespace) => ("{{- ", i),
+            _ => ("{{", inner),
+        };
+        let (close, inner) = match inner.strip_suffix('-') {
+            Some(i) if i.ends_with(char::is_whitespace) => (" -}}", i),
+            _ => ("}}", inner),
+        };
+        let body = inner.trim();
+        let first = body
+            .split(|c: char| c.is_whitespace() || c == '(')
+            .next()
+            .unwrap_or_default();
+        let declares = body.starts_with('$') && body.contains('=');
+        if body.is_empty() || body.starts_with("/*") || CONTROL.contains(&first) || declares {
+            out.push_str(action);
+        } else {
+            out.push_str(&format!("{open}_hull_print ({body}){close}"));
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Byte offset of the `}}` closing the action that `s` starts with, skipping string literals.
+fn find_action_end(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut i = 2;
+    let mut quote: Option<u8> = None;
+    while let Some(&b) = bytes.get(i) {
+        match quote {
+            Some(q) if b == b'\\' && q == b'"' => i += 1,
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None if b == b'"' || b == b'`' || b == b'\'' => quote = Some(b),
+            None if b == b'}' && bytes.get(i + 1) == Some(&b'}') => return Some(i),
+            None => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// A value as Go's `fmt.Print` shows it: lists as `[a b]`, maps as `map[k:v]` (keys sorted).
+fn go_print(args: &[Value]) -> Result<Value, FuncError> {
+    let v = arg(args, 0, "print", 1)?;
+    Ok(Value::String(go_format(v)))
+}
+
+fn go_format(v: &Value) -> String {
+    match v {
+        Value::Array(items) => {
+            let parts: Vec<String> = items.iter().map(go_format).collect();
+            format!("[{}]", parts.join(" "))
+        }
+        Value::Object(m) | Value::Map(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{k}:{}", m.get(k).map(go_format).unwrap_or_default()))
+                .collect();
+            format!("map[{}]", parts.join(" "))
+        }
+        Value::NoValue => "<no value>".to_string(),
+        Value::Nil => "<nil>".to_string(),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn lists_and_maps_print_as_go_prints_them() {
+        let data = json!({"Tags": ["a:1", "b:2"], "Labels": {"z": "1", "a": "2"}, "Empty": []});
+        assert_eq!(
+            render("{{.Tags}} {{.Labels}} {{.Empty}}", data.clone()).unwrap(),
+            "[a:1 b:2] map[a:2 z:1] []"
+        );
+        assert_eq!(
+            render(
+                "{{- range $i, $t := .Tags -}} {{$i}}={{$t}} {{- end}}",
+                data.clone()
+            )
+            .unwrap(),
+            "0=a:11=b:2"
+        );
+        assert_eq!(
+            render(
+                "{{if .Tags}}{{index .Tags 1}}{{else}}none{{end}}",
+                data.clone()
+            )
+            .unwrap(),
+            "b:2"
+        );
+        assert_eq!(
+            render("{{/* a comment */}}{{join .Tags \"}}\"}}", data).unwrap(),
+            "a:1}}b:2"
+        );
+    }
 
     fn render(t: &str, data: serde_json::Value) -> Result<String, FormatError> {
         Template::parse(t)?.render(&data)
