@@ -172,11 +172,19 @@ impl Reference {
     /// The name as Docker prints it: `busybox`, `user/app`, `127.0.0.1:5000/lab/busybox`.
     pub fn familiar_name(&self) -> String {
         if self.registry == DEFAULT_REGISTRY {
-            self.repository
+            let short = self
+                .repository
                 .strip_prefix("library/")
                 .filter(|r| !r.contains('/'))
-                .unwrap_or(&self.repository)
-                .to_string()
+                .unwrap_or(&self.repository);
+            // A first component that looks like a host (`foo.bar/x`, `localhost/x`) would be
+            // read back as a registry: keep the registry then, as Docker's FamiliarName does.
+            let first = short.split('/').next().unwrap_or_default();
+            if short.contains('/') && (first.contains('.') || first == "localhost") {
+                self.name()
+            } else {
+                short.to_string()
+            }
         } else {
             self.name()
         }
@@ -378,6 +386,16 @@ mod tests {
         assert_eq!(f("busybox"), "busybox");
         assert_eq!(f("user/app"), "user/app");
         assert_eq!(f("docker.io/library/a/b"), "library/a/b");
+        // Read back, these must name the same repository on Docker Hub.
+        assert_eq!(f("docker.io/foo.bar/baz"), "docker.io/foo.bar/baz");
+        assert_eq!(f("docker.io/localhost/x"), "docker.io/localhost/x");
+        for name in ["docker.io/foo.bar/baz", "docker.io/localhost/x", "user/app"] {
+            let r = Reference::parse(name).unwrap();
+            assert_eq!(
+                Reference::parse(&r.familiar_name()).unwrap().name(),
+                r.name()
+            );
+        }
         assert_eq!(
             f("127.0.0.1:5000/lab/busybox"),
             "127.0.0.1:5000/lab/busybox"
