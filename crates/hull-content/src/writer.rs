@@ -303,7 +303,7 @@ impl Writer {
 
     /// Removes the ingest while still holding its lock. Best effort: this runs on error paths
     /// where the first error is the one to report, and a leftover ingest is pruned later.
-    pub(crate) fn discard(self) {
+    pub fn discard(self) {
         let _ = remove_ingest_dir(&self.dir);
     }
 }

@@ -378,7 +378,38 @@ impl LayerJob {
             job.event(LayerEvent::Complete);
             return Ok(true);
         }
-        self.download_and_unpack(layer_present).await?;
+        // Another hull process may be fetching the same blob: wait for it rather than fail
+        // (containerd does the same), then use what it committed.
+        let content = store.content().clone();
+        let ingest_ref = format!("pull-{}", self.blob);
+        let (blob, size) = (self.blob.clone(), self.size);
+        let first = tokio::task::spawn_blocking({
+            let content = content.clone();
+            let ingest_ref = ingest_ref.clone();
+            let blob = blob.clone();
+            move || content.writer(&ingest_ref, Some((&blob, size)))
+        })
+        .await
+        .map_err(|e| ImageError::Other(format!("ingest task failed: {e}")))?;
+        let writer = match first {
+            Ok(w) => w,
+            Err(hull_content::ContentError::Locked { .. }) => {
+                self.event(LayerEvent::Waiting);
+                let w = tokio::task::spawn_blocking(move || {
+                    content.writer_blocking(&ingest_ref, Some((&blob, size)))
+                })
+                .await
+                .map_err(|e| ImageError::Other(format!("ingest task failed: {e}")))??;
+                if store.content().exists(&self.blob) {
+                    // The other process committed it: start over from what is on disk now.
+                    w.discard();
+                    return Box::pin(self.run()).await;
+                }
+                w
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.download_and_unpack(layer_present, writer).await?;
         Ok(true)
     }
 
@@ -394,15 +425,12 @@ impl LayerJob {
 
     /// Streams the blob into the content store and, unless the layer is already unpacked,
     /// through the decompressor into a new layer directory at the same time.
-    async fn download_and_unpack(self, layer_present: bool) -> Result<()> {
-        let ingest_ref = format!("pull-{}", self.blob);
-        let content = self.store.content().clone();
-        let blob = self.blob.clone();
+    async fn download_and_unpack(
+        self,
+        layer_present: bool,
+        mut writer: hull_content::Writer,
+    ) -> Result<()> {
         let size = self.size;
-        let mut writer =
-            tokio::task::spawn_blocking(move || content.writer(&ingest_ref, Some((&blob, size))))
-                .await
-                .map_err(|e| ImageError::Other(format!("ingest task failed: {e}")))??;
         let mut offset = writer.offset();
         if offset > size {
             writer.truncate()?;

@@ -172,3 +172,61 @@ fn du(dir: &std::path::Path) -> u64 {
     }
     total
 }
+
+#[test]
+fn concurrent_processes_share_one_store() {
+    let (_reg, fx) = registry();
+    let hull = Hull::new();
+    // Same image twice (same layers raced), another image, and GC runs in between.
+    let jobs: Vec<Vec<String>> = vec![
+        vec!["pull".into(), "-q".into(), fx.multilayer.clone()],
+        vec!["pull".into(), "-q".into(), fx.multilayer.clone()],
+        vec!["pull".into(), "-q".into(), fx.busybox.clone()],
+        vec!["image".into(), "prune".into(), "-f".into()],
+        vec!["system".into(), "check".into()],
+        vec!["images".into()],
+    ];
+    let children: Vec<_> = jobs
+        .iter()
+        .map(|args| {
+            hull.cmd()
+                .args(args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (args, child) in jobs.iter().zip(children) {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "hull {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    hull.ok(&["system", "check"]);
+    let ids = hull.ok(&["images", "-q"]);
+    assert_eq!(ids.lines().count(), 2, "{ids}");
+    // Every layer shared by the racing pulls was unpacked once.
+    let layers = std::fs::read_dir(hull.root().join("layers"))
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.len() == 64
+        })
+        .count();
+    let inspect = hull.ok(&[
+        "inspect",
+        "--format",
+        "{{len .RootFS.Layers}}",
+        &fx.multilayer,
+    ]);
+    let busybox = hull.ok(&["inspect", "--format", "{{len .RootFS.Layers}}", &fx.busybox]);
+    let expected: usize =
+        inspect.trim().parse::<usize>().unwrap() + busybox.trim().parse::<usize>().unwrap();
+    assert!(
+        layers <= expected,
+        "{layers} layer directories for {expected} layers"
+    );
+}
