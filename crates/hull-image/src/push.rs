@@ -23,10 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hull_distribution::{BlobFile, PushedBlob, RegistryClient, UploadOptions, UploadProgress};
 use hull_metadata::LeaseResource;
-use hull_oci::{
-    DiffId, Digest, ImageConfig, ImageId, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, ParsedManifest,
-    Reference, media_type,
-};
+use hull_oci::{DiffId, Digest, ImageId, MAX_MANIFEST_SIZE, ParsedManifest, Reference, media_type};
 use tokio::sync::Semaphore;
 
 /// How layers are compressed for the registry (re-exported for front ends).
@@ -170,28 +167,17 @@ async fn push_locked(
     let id = md
         .tag(&reference)?
         .ok_or_else(|| ImageError::NotFound(reference.to_string()))?;
-    let record = md
-        .image(&id)?
-        .ok_or_else(|| ImageError::NotFound(reference.to_string()))?;
+    let crate::Image {
+        record,
+        manifest,
+        config,
+        ..
+    } = store.image(&id)?;
     let lease = md.lease(LEASE_TTL)?;
-
+    // The exact bytes: pushed unchanged when the registry has every blob they name.
     let manifest_bytes = store
         .content()
         .read_capped(&record.manifest_digest, MAX_MANIFEST_SIZE)?;
-    let manifest =
-        match ParsedManifest::from_slice(&manifest_bytes, Some(&record.manifest_media_type))? {
-            ParsedManifest::Image(m) => m,
-            ParsedManifest::Index(_) => {
-                return Err(ImageError::Other(format!(
-                    "{reference}: stored manifest {} is an index",
-                    record.manifest_digest
-                )));
-            }
-        };
-    let config_bytes = store
-        .content()
-        .read_capped(&manifest.config.digest, MAX_CONFIG_SIZE)?;
-    let config = ImageConfig::from_slice(&config_bytes)?;
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
         return Err(ImageError::LayerCountMismatch {
             diff_ids: config.rootfs.diff_ids.len(),

@@ -181,26 +181,6 @@ async fn hash_file(path: &Path, alg: hull_oci::Algorithm) -> Result<(u64, Digest
     r.map_err(io_err("hashing", path))
 }
 
-fn verify(key: &Key, expected: &Expected, size: u64, actual: Digest) -> Result<(), StorageError> {
-    if let Some(want) = expected.size
-        && want != size
-    {
-        return Err(StorageError::SizeMismatch {
-            key: key.clone(),
-            expected: want,
-            actual: size,
-        });
-    }
-    if actual != expected.digest {
-        return Err(StorageError::DigestMismatch {
-            key: key.clone(),
-            expected: expected.digest.clone(),
-            actual,
-        });
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl RegistryStorage for FsStorage {
     async fn stat(&self, key: &Key) -> Result<Option<ObjectMeta>, StorageError> {
@@ -289,7 +269,7 @@ impl RegistryStorage for FsStorage {
             let mut hasher = expected.digest.digester();
             let size = write_stream(&mut f, &tmp, body, &mut hasher).await?;
             drop(f);
-            verify(key, expected, size, hasher.finish())?;
+            expected.check(key, size, hasher.finish())?;
             self.commit_file(&tmp, key).await?;
             Ok(size)
         }
@@ -458,7 +438,7 @@ impl RegistryStorage for FsStorage {
                 d
             }
         };
-        verify(key, expected, size, actual)?;
+        expected.check(key, size, actual)?;
         self.commit_file(&p, key).await?;
         let dir = self.upload_dir(id);
         tokio::fs::remove_dir_all(&dir)

@@ -176,6 +176,30 @@ pub struct Expected {
     pub size: Option<u64>,
 }
 
+impl Expected {
+    /// Whether `size` bytes hashing to `actual` are what was promised for `key`; every
+    /// backend calls this before making an object visible.
+    pub(crate) fn check(&self, key: &Key, size: u64, actual: Digest) -> Result<(), StorageError> {
+        if let Some(want) = self.size
+            && want != size
+        {
+            return Err(StorageError::SizeMismatch {
+                key: key.clone(),
+                expected: want,
+                actual: size,
+            });
+        }
+        if actual != self.digest {
+            return Err(StorageError::DigestMismatch {
+                key: key.clone(),
+                expected: self.digest.clone(),
+                actual,
+            });
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("invalid storage key {0:?}")]

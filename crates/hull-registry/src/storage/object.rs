@@ -228,27 +228,6 @@ impl ObjectStorage {
     }
 }
 
-fn verify(key: &Key, expected: &Expected, size: u64, hasher: Digester) -> Result<(), StorageError> {
-    if let Some(want) = expected.size
-        && want != size
-    {
-        return Err(StorageError::SizeMismatch {
-            key: key.clone(),
-            expected: want,
-            actual: size,
-        });
-    }
-    let actual = hasher.finish();
-    if actual != expected.digest {
-        return Err(StorageError::DigestMismatch {
-            key: key.clone(),
-            expected: expected.digest.clone(),
-            actual,
-        });
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl RegistryStorage for ObjectStorage {
     async fn stat(&self, key: &Key) -> Result<Option<ObjectMeta>, StorageError> {
@@ -306,7 +285,7 @@ impl RegistryStorage for ObjectStorage {
         let tmp = self.temp();
         let mut hasher = expected.digest.digester();
         let size = self.write(&tmp, body, &mut hasher).await?;
-        if let Err(e) = verify(key, expected, size, hasher) {
+        if let Err(e) = expected.check(key, size, hasher.finish()) {
             self.delete_quiet(&tmp).await?;
             return Err(e);
         }
@@ -432,7 +411,7 @@ impl RegistryStorage for ObjectStorage {
         let tmp = self.temp();
         let mut hasher = expected.digest.digester();
         let size = self.write(&tmp, body, &mut hasher).await?;
-        if let Err(e) = verify(key, expected, size, hasher) {
+        if let Err(e) = expected.check(key, size, hasher.finish()) {
             self.delete_quiet(&tmp).await?;
             return Err(e);
         }

@@ -33,6 +33,19 @@ use crate::cli::{Cli, Command, ImageCommand, SystemCommand};
 use crate::config::{DEFAULT_MAX_CONCURRENT_DOWNLOADS, FileConfig};
 use crate::error::UserError;
 
+/// The NAME[:TAG] argument of `pull` and `push`: a repository alone with `--all-tags`, where a
+/// tag or digest is refused as Docker refuses it.
+pub fn parse_name_arg(name: &str, all_tags: bool) -> anyhow::Result<Reference> {
+    if !all_tags {
+        return Ok(Reference::parse(name)?);
+    }
+    let r = Reference::parse_name_only(name)?;
+    if r.tag().is_some() || r.digest().is_some() {
+        return Err(UserError::new("tag can't be used with --all-tags/-a").into());
+    }
+    Ok(r)
+}
+
 /// Settings every command sees: flags merged over the configuration file.
 pub struct Ctx {
     pub root: PathBuf,

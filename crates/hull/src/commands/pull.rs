@@ -3,11 +3,9 @@
 
 use anyhow::Context as _;
 use hull_image::{PullOptions, PullResult};
-use hull_oci::Reference;
 
 use crate::cli::PullArgs;
 use crate::commands::{Ctx, familiar, parse_platform};
-use crate::error::UserError;
 use crate::output::Printer;
 use crate::progress::{Activity, Mode, Progress};
 
@@ -35,15 +33,7 @@ pub fn summary_lines(result: &PullResult) -> [String; 2] {
 
 pub async fn run(ctx: &Ctx, args: PullArgs) -> anyhow::Result<()> {
     let platform = parse_platform(args.platform.as_deref())?;
-    let reference = if args.all_tags {
-        let r = Reference::parse_name_only(&args.name)?;
-        if r.tag().is_some() || r.digest().is_some() {
-            return Err(UserError::new("tag can't be used with --all-tags/-a").into());
-        }
-        r
-    } else {
-        Reference::parse(&args.name)?
-    };
+    let reference = super::parse_name_arg(&args.name, args.all_tags)?;
     let store = ctx.store()?;
     let client = ctx.client()?;
     let opts = PullOptions {
@@ -102,7 +92,7 @@ mod tests {
     fn summary() {
         let d = format!("sha256:{}", "e".repeat(64));
         let result = PullResult {
-            reference: Reference::parse("busybox").unwrap(),
+            reference: hull_oci::Reference::parse("busybox").unwrap(),
             digest: d.parse().unwrap(),
             image: d.parse().unwrap(),
             new_layers: 1,

@@ -3,7 +3,6 @@
 
 use anyhow::Context as _;
 use hull_image::{Compression, PushOptions, PushResult};
-use hull_oci::Reference;
 
 use crate::cli::{PushArgs, PushCompression};
 use crate::commands::Ctx;
@@ -22,15 +21,7 @@ pub fn summary_line(result: &PushResult) -> String {
 }
 
 pub async fn run(ctx: &Ctx, args: PushArgs) -> anyhow::Result<()> {
-    let reference = if args.all_tags {
-        let r = Reference::parse_name_only(&args.name)?;
-        if r.tag().is_some() || r.digest().is_some() {
-            return Err(UserError::new("tag can't be used with --all-tags/-a").into());
-        }
-        r
-    } else {
-        Reference::parse(&args.name)?
-    };
+    let reference = super::parse_name_arg(&args.name, args.all_tags)?;
     if reference.digest().is_some() {
         return Err(
             UserError::new(format!("cannot push a digest reference: {}", args.name))
@@ -92,7 +83,7 @@ mod tests {
     fn summary() {
         let d = format!("sha256:{}", "e".repeat(64));
         let result = PushResult {
-            reference: Reference::parse("127.0.0.1:5000/x/y:v1").unwrap(),
+            reference: hull_oci::Reference::parse("127.0.0.1:5000/x/y:v1").unwrap(),
             image: d.parse().unwrap(),
             digest: d.parse().unwrap(),
             size: 528,
