@@ -45,6 +45,6 @@ pub use error::{ApiError, ErrorCode};
 pub use names::{RepoName, Tag};
 pub use server::{
     API_VERSION_HEADER, CONTENT_DIGEST_HEADER, OCI_FILTERS_APPLIED_HEADER, OCI_SUBJECT_HEADER,
-    Peer, Registry, RegistryConfig, UPLOAD_UUID_HEADER, serve, serve_tls,
+    Peer, Registry, RegistryBuilder, RegistryConfig, UPLOAD_UUID_HEADER, serve, serve_tls,
 };
 pub use storage::{FsStorage, RegistryStorage, StorageError};

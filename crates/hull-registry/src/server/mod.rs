@@ -83,23 +83,51 @@ impl std::fmt::Debug for Registry {
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub SocketAddr);
 
-impl Registry {
-    pub fn new(storage: Arc<dyn RegistryStorage>, config: RegistryConfig) -> Registry {
-        Registry::with_auth(storage, config, None)
+/// Builds a [`Registry`]: storage first, then each optional part; every front end and test
+/// configures a registry through this one path.
+#[derive(Clone)]
+pub struct RegistryBuilder {
+    storage: Arc<dyn RegistryStorage>,
+    config: RegistryConfig,
+    auth: Option<BasicAuth>,
+}
+
+impl RegistryBuilder {
+    /// The behaviour switches (default: [`RegistryConfig::default`]).
+    pub fn config(mut self, config: RegistryConfig) -> RegistryBuilder {
+        self.config = config;
+        self
     }
 
-    /// A registry that answers only requests with valid credentials when `auth` is given.
-    pub fn with_auth(
-        storage: Arc<dyn RegistryStorage>,
-        config: RegistryConfig,
-        auth: Option<BasicAuth>,
-    ) -> Registry {
+    /// Answers only requests with valid basic-auth credentials when `auth` is given.
+    pub fn basic_auth(mut self, auth: Option<BasicAuth>) -> RegistryBuilder {
+        self.auth = auth;
+        self
+    }
+
+    pub fn build(self) -> Registry {
         Registry {
             inner: Arc::new(Inner {
-                storage,
-                config,
-                auth,
+                storage: self.storage,
+                config: self.config,
+                auth: self.auth,
             }),
+        }
+    }
+}
+
+impl Registry {
+    /// A registry with default configuration and no auth.
+    pub fn new(storage: Arc<dyn RegistryStorage>, config: RegistryConfig) -> Registry {
+        Registry::builder(storage).config(config).build()
+    }
+
+    /// Starts building a registry over `storage`.
+    pub fn builder(storage: Arc<dyn RegistryStorage>) -> RegistryBuilder {
+        RegistryBuilder {
+            storage,
+            config: RegistryConfig::default(),
+            auth: None,
         }
     }
 

@@ -79,7 +79,10 @@ impl TestServer {
                     Backend::Fs(dir) => Arc::new(FsStorage::open(&dir).await.unwrap()),
                     Backend::Given(s) => s,
                 };
-                let registry = Registry::with_auth(storage, config, auth);
+                let registry = Registry::builder(storage)
+                    .config(config)
+                    .basic_auth(auth)
+                    .build();
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
                 let stop = async {

@@ -161,7 +161,10 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, log_level: Option<LogLevel>) -> any
         Some(p) => Some(BasicAuth::new(AUTH_REALM, Htpasswd::load(p)?)),
         None => None,
     };
-    let registry = Registry::with_auth(Arc::new(storage), s.registry.clone(), auth);
+    let registry = Registry::builder(Arc::new(storage))
+        .config(s.registry.clone())
+        .basic_auth(auth)
+        .build();
     let listener = tokio::net::TcpListener::bind(&s.addr)
         .await
         .with_context(|| format!("listening on {}", s.addr))?;
