@@ -494,13 +494,14 @@ impl TaskCtx {
         let ingest = format!("push-{}-{}", wanted.as_str(), diff.0.hex());
         let (digest, size) = tokio::task::spawn_blocking(move || -> Result<(Digest, u64)> {
             let file = store.content().open_blob(&source)?;
+            let size = file.metadata().ok().map(|m| m.len());
             let mut writer = store.content().writer(&ingest, None)?;
             if writer.offset() != 0 {
                 writer.truncate()?;
             }
             let reader = io::BufReader::with_capacity(1 << 20, file);
             let path = store.content().blob_path(&source);
-            hull_layer::compress(reader, &mut writer, wanted)
+            hull_layer::compress(reader, &mut writer, wanted, size)
                 .map_err(|e| ImageError::io(&path, e))?;
             Ok(writer.commit_computed()?)
         })

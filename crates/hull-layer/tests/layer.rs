@@ -106,7 +106,7 @@ fn gzip_and_zstd_layers_are_detected_decompressed_and_unpacked() {
             .iter()
             .map(|l| {
                 let mut out = Vec::new();
-                compress(&l[..], &mut out, c).unwrap();
+                compress(&l[..], &mut out, c, None).unwrap();
                 out
             })
             .collect();
@@ -143,7 +143,7 @@ fn unpack_reads_the_whole_stream_so_a_wrapping_hasher_sees_every_byte() {
     // Record padding after the end-of-archive blocks, as GNU tar writes.
     layer.extend_from_slice(&[0u8; 10240 - 1024]);
     let mut blob = Vec::new();
-    compress(&layer[..], &mut blob, Compression::Gzip).unwrap();
+    compress(&layer[..], &mut blob, Compression::Gzip, None).unwrap();
     let t = tempfile::tempdir().unwrap();
     let (c, r) = decompress_detected(&blob[..]).unwrap();
     assert_eq!(c, Compression::Gzip);

@@ -466,7 +466,7 @@ pub fn stored(c: &Case, layer: &[u8]) -> Vec<u8> {
         return layer.to_vec();
     }
     let mut out = Vec::new();
-    compress(layer, &mut out, Compression::Gzip).unwrap();
+    compress(layer, &mut out, Compression::Gzip, None).unwrap();
     out
 }
 
