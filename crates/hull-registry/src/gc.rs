@@ -1,8 +1,15 @@
-//! Online garbage collection: mark every blob reachable from the manifests repositories hold,
-//! sweep the rest. Runs while the registry serves, so it spares what a push in progress needs:
+//! Online garbage collection: mark what each repository's tags reach, sweep the rest. Runs
+//! while the registry serves, so it spares what a push in progress needs:
 //!
-//! - roots are every manifest revision of every repository, and every blob link written within
-//!   the grace period (a blob pushed or mounted for a manifest not pushed yet);
+//! - roots are each repository's tagged manifests and every manifest or blob link written
+//!   within the grace period (a manifest pushed by digest and about to be tagged, a blob pushed
+//!   or mounted for a manifest not pushed yet);
+//! - from a live manifest, its config and layers, an index's children, its referrers (manifests
+//!   whose `subject` it is: signatures and SBOMs live as long as what they describe) and, for a
+//!   live referrer, its subject are live too;
+//! - untagged manifests that nothing live reaches are removed from their repository once older
+//!   than the grace period (their revision link and referrers entry), as distribution's
+//!   `--delete-untagged` does; [`GcOptions::keep_untagged`] keeps every manifest instead;
 //! - a blob is only deleted if it is unmarked *and* older than the grace period, so a blob
 //!   written while the mark phase ran survives;
 //! - links to deleted blobs are removed once they are older than the grace period;
@@ -12,11 +19,8 @@
 //! again by a manifest pushed after the mark phase listed the repositories, is swept (its
 //! repository link makes the push skip the upload). Closing it needs the manifest push to
 //! record its references where the sweep re-checks them.
-//!
-//! Referrers do not keep their subject alive, and a subject does not keep its referrers: each
-//! manifest lives while a repository holds it (as distribution's collector does).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use hull_oci::{Digest, ParsedManifest};
@@ -38,6 +42,8 @@ pub struct GcOptions {
     pub upload_ttl: Duration,
     /// Report what would go without deleting anything.
     pub dry_run: bool,
+    /// Keep manifests that no tag reaches (the CNCF registry's default; hull removes them).
+    pub keep_untagged: bool,
 }
 
 impl Default for GcOptions {
@@ -46,6 +52,7 @@ impl Default for GcOptions {
             grace: Duration::from_secs(3600),
             upload_ttl: Duration::from_secs(7 * 24 * 3600),
             dry_run: false,
+            keep_untagged: false,
         }
     }
 }
@@ -53,7 +60,11 @@ impl Default for GcOptions {
 /// What a collection found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GcReport {
+    /// Manifests kept.
     pub manifests: usize,
+    /// Untagged manifests removed from a repository (or, on a dry run, that would be), as
+    /// `name@digest`.
+    pub manifests_deleted: Vec<String>,
     pub blobs_kept: usize,
     /// Blobs deleted (or, on a dry run, that would be).
     pub blobs_deleted: Vec<Digest>,
@@ -105,8 +116,9 @@ pub async fn collect(storage: &dyn RegistryStorage, opts: &GcOptions) -> Result<
     let mut report = GcReport::default();
     let mut marked: HashSet<Digest> = HashSet::new();
     let mut layer_links: Vec<(Key, Digest)> = Vec::new();
-    let repos = Key::new("repositories")?;
-    for key in list_all(storage, &Prefix::dir(&repos)).await? {
+    let mut repos: BTreeMap<String, RepoManifests> = BTreeMap::new();
+    let root = Key::new("repositories")?;
+    for key in list_all(storage, &Prefix::dir(&root)).await? {
         let Some((name, rest)) = split_repo_key(&key) else {
             continue;
         };
@@ -114,14 +126,34 @@ pub async fn collect(storage: &dyn RegistryStorage, opts: &GcOptions) -> Result<
             .strip_prefix("_manifests/revisions/")
             .and_then(digest_of)
         {
-            report.manifests += 1;
-            mark_manifest(storage, &key, &d, &mut marked).await?;
-        } else if let Some(d) = rest.strip_prefix("_layers/").and_then(digest_of) {
-            let recent = storage
-                .stat(&key)
-                .await?
-                .is_some_and(|m| !older_than(m.modified, opts.grace));
+            let recent = is_recent(storage, &key, opts.grace).await?;
+            let repo = repos.entry(name.to_string()).or_default();
+            repo.revisions.insert(d.clone(), key.clone());
             if recent {
+                repo.roots.push(d);
+            }
+        } else if let Some(tag) = rest.strip_prefix("_manifests/tags/") {
+            if let Some(d) = storage
+                .get_bytes(&key, MAX_LINK_SIZE)
+                .await?
+                .and_then(|b| String::from_utf8_lossy(&b).trim().parse::<Digest>().ok())
+            {
+                repos.entry(name.to_string()).or_default().roots.push(d);
+            } else {
+                tracing::warn!("garbage collection: tag {tag} of {name} names no digest");
+            }
+        } else if let Some((subject, referrer)) =
+            rest.strip_prefix("_referrers/").and_then(split_pair)
+        {
+            repos
+                .entry(name.to_string())
+                .or_default()
+                .referrers
+                .entry(subject)
+                .or_default()
+                .push((referrer, key.clone()));
+        } else if let Some(d) = rest.strip_prefix("_layers/").and_then(digest_of) {
+            if is_recent(storage, &key, opts.grace).await? {
                 marked.insert(d.clone());
             }
             layer_links.push((key.clone(), d));
@@ -141,6 +173,30 @@ pub async fn collect(storage: &dyn RegistryStorage, opts: &GcOptions) -> Result<
                 if !opts.dry_run {
                     storage.upload_abort(&id).await?;
                     storage.delete(&key).await?;
+                }
+            }
+        }
+    }
+
+    for (name, repo) in &repos {
+        let live = mark_repository(storage, repo, opts.keep_untagged, &mut marked).await?;
+        for (d, link) in &repo.revisions {
+            if live.contains(d) {
+                report.manifests += 1;
+                continue;
+            }
+            report.manifests_deleted.push(format!("{name}@{d}"));
+            if opts.dry_run {
+                continue;
+            }
+            tracing::info!("garbage collection: removing untagged manifest {name}@{d}");
+            storage.delete(link).await?;
+            // Its entries in the referrers index of its subject.
+            for entries in repo.referrers.values() {
+                for (referrer, key) in entries {
+                    if referrer == d {
+                        storage.delete(key).await?;
+                    }
                 }
             }
         }
@@ -199,35 +255,88 @@ async fn upload_idle(
     })
 }
 
-/// Marks a manifest and what it references.
-async fn mark_manifest(
+/// What one repository holds of manifests.
+#[derive(Default)]
+struct RepoManifests {
+    /// Every manifest revision, with its link.
+    revisions: HashMap<Digest, Key>,
+    /// Tagged manifests and recent revisions.
+    roots: Vec<Digest>,
+    /// Subject → its referrers, with their referrers-index keys.
+    referrers: HashMap<Digest, Vec<(Digest, Key)>>,
+}
+
+/// Marks everything a repository's roots reach (every revision when `keep_all`), and returns
+/// the live manifests.
+async fn mark_repository(
     s: &dyn RegistryStorage,
-    link: &Key,
-    d: &Digest,
+    repo: &RepoManifests,
+    keep_all: bool,
     marked: &mut HashSet<Digest>,
-) -> Result<(), StorageError> {
-    marked.insert(d.clone());
-    let media_type = s
-        .get_bytes(link, MAX_LINK_SIZE)
-        .await?
-        .map(|b| String::from_utf8_lossy(&b).trim().to_string());
-    let Some(bytes) = s
-        .get_bytes(&layout::blob(d)?, hull_oci::MAX_MANIFEST_SIZE)
-        .await?
-    else {
-        return Ok(());
+) -> Result<HashSet<Digest>, StorageError> {
+    let mut live: HashSet<Digest> = HashSet::new();
+    let mut todo: Vec<Digest> = if keep_all {
+        repo.revisions.keys().cloned().collect()
+    } else {
+        repo.roots.clone()
     };
-    match ParsedManifest::from_slice(&bytes, media_type.as_deref()) {
-        Ok(ParsedManifest::Image(m)) => {
-            marked.insert(m.config.digest.clone());
-            marked.extend(m.layers.iter().map(|l| l.digest.clone()));
+    while let Some(d) = todo.pop() {
+        if !live.insert(d.clone()) {
+            continue;
         }
-        Ok(ParsedManifest::Index(i)) => {
-            marked.extend(i.manifests.iter().map(|m| m.digest.clone()));
+        marked.insert(d.clone());
+        if let Some(rs) = repo.referrers.get(&d) {
+            todo.extend(rs.iter().map(|(r, _)| r.clone()));
         }
-        Err(e) => tracing::warn!("garbage collection: manifest {d} does not parse: {e}"),
+        let media_type = match repo.revisions.get(&d) {
+            Some(link) => s
+                .get_bytes(link, MAX_LINK_SIZE)
+                .await?
+                .map(|b| String::from_utf8_lossy(&b).trim().to_string()),
+            None => None,
+        };
+        let Some(bytes) = s
+            .get_bytes(&layout::blob(&d)?, hull_oci::MAX_MANIFEST_SIZE)
+            .await?
+        else {
+            continue;
+        };
+        match ParsedManifest::from_slice(&bytes, media_type.as_deref()) {
+            Ok(ParsedManifest::Image(m)) => {
+                marked.insert(m.config.digest.clone());
+                marked.extend(m.layers.iter().map(|l| l.digest.clone()));
+                if let Some(subject) = &m.subject {
+                    todo.push(subject.digest.clone());
+                }
+            }
+            Ok(ParsedManifest::Index(i)) => {
+                todo.extend(i.manifests.iter().map(|m| m.digest.clone()));
+                if let Some(subject) = &i.subject {
+                    todo.push(subject.digest.clone());
+                }
+            }
+            Err(e) => tracing::warn!("garbage collection: manifest {d} does not parse: {e}"),
+        }
     }
-    Ok(())
+    Ok(live)
+}
+
+/// Whether the object at `key` was written within `grace`.
+async fn is_recent(
+    s: &dyn RegistryStorage,
+    key: &Key,
+    grace: Duration,
+) -> Result<bool, StorageError> {
+    Ok(s.stat(key)
+        .await?
+        .is_some_and(|m| !older_than(m.modified, grace)))
+}
+
+/// `<alg>/<hex>/<alg>/<hex>` → the two digests.
+fn split_pair(s: &str) -> Option<(Digest, Digest)> {
+    let mut parts = s.splitn(3, '/');
+    let (alg, hex, rest) = (parts.next()?, parts.next()?, parts.next()?);
+    Some((digest_of(&format!("{alg}/{hex}"))?, digest_of(rest)?))
 }
 
 #[cfg(test)]

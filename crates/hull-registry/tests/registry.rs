@@ -1353,6 +1353,7 @@ fn garbage_collection_removes_only_unreferenced_blobs() {
         grace: Duration::ZERO,
         upload_ttl: Duration::ZERO,
         dry_run: true,
+        keep_untagged: false,
     };
     let report = gc(dir.path(), &now);
     assert_eq!(
@@ -1427,6 +1428,154 @@ fn garbage_collection_removes_only_unreferenced_blobs() {
         },
     );
     assert!(report.blobs_deleted.is_empty(), "{report:?}");
+}
+
+#[test]
+fn garbage_collection_removes_untagged_manifests_but_keeps_what_tags_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path());
+    let base = server.url();
+    let c = client();
+    // an index whose children are pushed by digest only, tagged
+    let amd = push_image(&base, "gc/multi", "tmp-amd", "amd");
+    let arm = push_image(&base, "gc/multi", "tmp-arm", "arm");
+    for t in ["tmp-amd", "tmp-arm"] {
+        let status = c
+            .delete(format!("{base}/v2/gc/multi/manifests/{t}"))
+            .send()
+            .unwrap()
+            .status();
+        assert_eq!(status, 202, "untagging {t}");
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": mt::OCI_INDEX,
+        "manifests": [desc(mt::OCI_MANIFEST, &amd), desc(mt::OCI_MANIFEST, &arm)],
+    }))
+    .unwrap();
+    assert_eq!(
+        put_manifest(&base, "gc/multi", "v1", mt::OCI_INDEX, &index).status(),
+        201
+    );
+    // a signature-like referrer of the index, pushed by digest only
+    let sig = artifact_manifest(
+        "application/vnd.example.signature",
+        &desc(mt::OCI_INDEX, &index),
+        b"signature bytes",
+    );
+    push_blob(&base, "gc/multi", b"signature bytes");
+    push_blob(&base, "gc/multi", b"{}");
+    let sig_digest = Digest::sha256_of(&sig);
+    assert_eq!(
+        put_manifest(
+            &base,
+            "gc/multi",
+            &sig_digest.to_string(),
+            mt::OCI_MANIFEST,
+            &sig
+        )
+        .status(),
+        201
+    );
+    // an untagged image nothing refers to
+    let lone = push_image(&base, "gc/multi", "tmp-lone", "lone");
+    let lone_digest = Digest::sha256_of(&lone);
+    assert_eq!(
+        c.delete(format!("{base}/v2/gc/multi/manifests/tmp-lone"))
+            .send()
+            .unwrap()
+            .status(),
+        202
+    );
+
+    let now = GcOptions {
+        grace: Duration::ZERO,
+        upload_ttl: Duration::ZERO,
+        dry_run: false,
+        keep_untagged: false,
+    };
+    // keeping untagged manifests removes none
+    let kept = gc(
+        dir.path(),
+        &GcOptions {
+            keep_untagged: true,
+            dry_run: true,
+            ..now.clone()
+        },
+    );
+    assert!(kept.manifests_deleted.is_empty(), "{kept:?}");
+    let report = gc(dir.path(), &now);
+    assert_eq!(
+        report.manifests_deleted,
+        vec![format!("gc/multi@{lone_digest}")],
+        "{report:?}"
+    );
+    assert_eq!(
+        report.manifests, 4,
+        "index, two children, signature: {report:?}"
+    );
+    let status = |path: String| {
+        c.head(format!("{base}/v2/gc/multi/{path}"))
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(status(format!("manifests/{lone_digest}")), 404);
+    assert_eq!(
+        status(format!("blobs/{}", Digest::sha256_of(b"layer of lone"))),
+        404
+    );
+    for m in [&amd, &arm, &index, &sig] {
+        assert_eq!(status(format!("manifests/{}", Digest::sha256_of(m))), 200);
+    }
+    for seed in ["amd", "arm"] {
+        let layer = format!("layer of {seed}");
+        assert_eq!(
+            status(format!("blobs/{}", Digest::sha256_of(layer.as_bytes()))),
+            200,
+            "{seed}"
+        );
+    }
+    assert_eq!(
+        status(format!("blobs/{}", Digest::sha256_of(b"signature bytes"))),
+        200
+    );
+    // the referrers API still lists the signature
+    let index_digest = Digest::sha256_of(&index);
+    let refs: serde_json::Value = c
+        .get(format!("{base}/v2/gc/multi/referrers/{index_digest}"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        refs["manifests"][0]["digest"],
+        sig_digest.to_string(),
+        "{refs}"
+    );
+
+    // untagging the index lets everything go
+    assert_eq!(
+        c.delete(format!("{base}/v2/gc/multi/manifests/v1"))
+            .send()
+            .unwrap()
+            .status(),
+        202
+    );
+    let report = gc(dir.path(), &now);
+    assert_eq!(report.manifests_deleted.len(), 4, "{report:?}");
+    assert_eq!(status(format!("manifests/{index_digest}")), 404);
+    assert_eq!(
+        status(format!("blobs/{}", Digest::sha256_of(b"layer of amd"))),
+        404
+    );
+    let refs: serde_json::Value = c
+        .get(format!("{base}/v2/gc/multi/referrers/{index_digest}"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(refs["manifests"], serde_json::json!([]), "{refs}");
 }
 
 // ------------------------------------------------------------------------------- real clients

@@ -13,7 +13,9 @@ use hull_registry::{BasicAuth, FsStorage, Htpasswd, Registry, RegistryConfig, Re
 use serde::Deserialize;
 use tracing::instrument::WithSubscriber as _;
 
-use crate::cli::{LogLevel, ServeArgs};
+use crate::cli::{
+    LogLevel, ServeArgs, ServeCommand, ServeGcArgs, ServeRepoCommand, ServeRepoSetArgs,
+};
 use crate::commands::Ctx;
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:5000";
@@ -85,10 +87,10 @@ fn settings(root: &Path, args: &ServeArgs, file: ServeFile) -> anyhow::Result<Se
         },
         htpasswd: args.htpasswd.clone().or(file.htpasswd),
         tls,
-        gc_interval: file
-            .gc_interval_secs
-            .filter(|s| *s > 0)
-            .map(Duration::from_secs),
+        gc_interval: args
+            .gc_interval
+            .or(file.gc_interval_secs.map(Duration::from_secs))
+            .filter(|d| !d.is_zero()),
     })
 }
 
@@ -148,20 +150,86 @@ async fn shutdown_signal() {
     }
 }
 
+/// Opens the storage the settings name.
+async fn open_storage(s: &Settings) -> anyhow::Result<Arc<dyn RegistryStorage>> {
+    let storage = FsStorage::open(&s.data)
+        .await
+        .with_context(|| format!("opening registry storage {}", s.data.display()))?;
+    Ok(Arc::new(storage))
+}
+
 pub async fn run(ctx: &Ctx, args: ServeArgs, log_level: Option<LogLevel>) -> anyhow::Result<()> {
     let file = match &args.config {
         Some(p) => ServeFile::load(p)?,
         None => ServeFile::default(),
     };
     let s = settings(&ctx.root, &args, file)?;
-    let storage = FsStorage::open(&s.data)
-        .await
-        .with_context(|| format!("opening registry storage {}", s.data.display()))?;
+    match &args.command {
+        None => serve(s, log_level).await,
+        Some(ServeCommand::Gc(a)) => gc(&s, a).await,
+        Some(ServeCommand::Repo(ServeRepoCommand::Set(a))) => repo_set(ctx, &s, a).await,
+    }
+}
+
+/// `hull serve gc`: one collection, reported as Docker-style lines or JSON.
+async fn gc(s: &Settings, a: &ServeGcArgs) -> anyhow::Result<()> {
+    let storage = open_storage(s).await?;
+    let opts = GcOptions {
+        grace: a.grace,
+        dry_run: a.dry_run,
+        keep_untagged: a.keep_untagged,
+        ..GcOptions::default()
+    };
+    let r = hull_registry::gc::collect(&*storage, &opts).await?;
+    let verb = if a.dry_run { "Would remove" } else { "Removed" };
+    let mut out = crate::output::Printer::stdout();
+    match a.format.as_deref() {
+        Some("json") => {
+            let v = serde_json::json!({
+                "DryRun": a.dry_run,
+                "ManifestsKept": r.manifests,
+                "ManifestsDeleted": r.manifests_deleted,
+                "BlobsKept": r.blobs_kept,
+                "BlobsDeleted": r.blobs_deleted.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "SpaceReclaimed": r.bytes_freed,
+                "LinksDeleted": r.links_deleted,
+                "UploadsAborted": r.uploads_aborted,
+            });
+            out.line(format!("{v:#}"))?;
+        }
+        Some(other) => anyhow::bail!("unknown --format {other:?}: only json is supported"),
+        None => {
+            for m in &r.manifests_deleted {
+                out.line(format!("{verb} manifest: {m}"))?;
+            }
+            for b in &r.blobs_deleted {
+                out.line(format!("{verb} blob: {b}"))?;
+            }
+            out.line(format!(
+                "{} manifests and {} blobs kept; {} untagged manifests, {} blobs ({}) and {} idle uploads {}",
+                r.manifests,
+                r.blobs_kept,
+                r.manifests_deleted.len(),
+                r.blobs_deleted.len(),
+                crate::output::human::size(r.bytes_freed),
+                r.uploads_aborted,
+                if a.dry_run { "would be removed" } else { "removed" },
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+async fn repo_set(_ctx: &Ctx, _s: &Settings, a: &ServeRepoSetArgs) -> anyhow::Result<()> {
+    anyhow::bail!("setting search metadata of {} is not available yet", a.name)
+}
+
+async fn serve(s: Settings, log_level: Option<LogLevel>) -> anyhow::Result<()> {
     let auth = match &s.htpasswd {
         Some(p) => Some(BasicAuth::new(AUTH_REALM, Htpasswd::load(p)?)),
         None => None,
     };
-    let registry = Registry::builder(Arc::new(storage))
+    let registry = Registry::builder(open_storage(&s).await?)
         .config(s.registry.clone())
         .basic_auth(auth)
         .build();
@@ -226,6 +294,8 @@ mod tests {
 
     fn args(addr: Option<&str>, read_only: bool) -> ServeArgs {
         ServeArgs {
+            command: None,
+            gc_interval: None,
             addr: addr.map(str::to_string),
             data: None,
             config: None,
