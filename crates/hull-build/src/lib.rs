@@ -3,12 +3,14 @@
 //!
 //! This crate owns the build's semantics: which stages a target needs and in what order they
 //! can run ([`plan`]), how `ARG` values flow from `--build-arg`, global declarations and the
-//! automatic platform arguments into each stage ([`args`]).
+//! automatic platform arguments into each stage ([`args`]), and what the build context holds
+//! after `.dockerignore`, hashed file by file ([`context`]).
 //!
 //! Depends on `hull-oci` (platforms) and `hull-dockerfile` (the syntax tree). It does not parse
 //! text or run containers: the parser and the runtime are other crates' jobs.
 
 pub mod args;
+pub mod context;
 mod error;
 pub mod plan;
 
