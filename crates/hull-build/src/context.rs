@@ -357,10 +357,6 @@ impl Context {
     }
 }
 
-fn is_below(path: &str, dir: &str) -> bool {
-    dir.is_empty() || path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
-}
-
 /// A source path cleaned to a relative path inside the context, or `None` when `..` climbs
 /// out of it. A leading `/` means the context root.
 fn clean_inside(source: &str) -> Option<String> {
