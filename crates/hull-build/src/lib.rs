@@ -4,7 +4,8 @@
 //! This crate owns the build's semantics: which stages a target needs and in what order they
 //! can run ([`plan`]), how `ARG` values flow from `--build-arg`, global declarations and the
 //! automatic platform arguments into each stage ([`args`]), and what the build context holds
-//! after `.dockerignore`, hashed file by file ([`context`]).
+//! after `.dockerignore`, hashed file by file ([`context`]), and what each instruction does to
+//! the config and history and asks of the filesystem ([`step`]).
 //!
 //! Depends on `hull-oci` (platforms) and `hull-dockerfile` (the syntax tree). It does not parse
 //! text or run containers: the parser and the runtime are other crates' jobs.
@@ -13,6 +14,7 @@ pub mod args;
 pub mod context;
 mod error;
 pub mod plan;
+pub mod step;
 
 pub use args::{BuildArgs, StageVars};
 pub use error::BuildError;
