@@ -8,8 +8,10 @@
 //! must not depend on any store, snapshotter or service crate: callers hand it readers and
 //! directories. All APIs are synchronous `std::io`; async callers run them on blocking threads.
 //!
-//! Differences from ARCHITECTURE.md: it lists "diff two trees" here; this crate provides the
-//! deterministic tar writer that a diff will use ([`write_tar_from_dir`]), not the diff yet.
+//! Differences from ARCHITECTURE.md: it lists "diff two trees" here; overlayfs already keeps a
+//! step's changes apart in its upper directory, so instead of comparing trees this crate provides the
+//! deterministic tar writer ([`write_tar_from_dir`]) and the layer diff of an overlay upper
+//! directory ([`write_layer_diff`]).
 //!
 //! Choices a reader should know:
 //! - Entry names are cleaned like Go's `filepath.Clean` on a rooted path, so `..` and a
@@ -38,4 +40,4 @@ pub use compression::{Compression, compress, decompress, decompress_detected, de
 pub use error::LayerError;
 pub use export::{LayerSource, export_flattened};
 pub use unpack::{UnpackOptions, UnpackStats, WhiteoutMode, unpack};
-pub use write::write_tar_from_dir;
+pub use write::{DiffOptions, write_layer_diff, write_tar_from_dir};

@@ -27,6 +27,54 @@ use crate::tarout::{AppendError, OutEntry, Records, TarWriter};
 /// The tree is read by path (it is the caller's own directory, not untrusted input); a file
 /// that shrinks while being read is an error rather than a corrupt tar.
 pub fn write_tar_from_dir<W: Write>(root: &Path, out: W) -> Result<u64, LayerError> {
+    write_tree(root, out, &DiffOptions::default(), false)
+}
+
+/// How [`write_layer_diff`] writes a layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiffOptions {
+    /// `SOURCE_DATE_EPOCH`: no timestamp in the tar is later than this (BuildKit's
+    /// `rewrite-timestamp`), so two builds of the same inputs give the same layer.
+    pub clamp_mtime: Option<u64>,
+}
+
+/// Writes an overlayfs upper directory as an OCI layer: like [`write_tar_from_dir`], with
+/// overlay's deletion markers turned into the layer format's — a whiteout (a 0/0 character
+/// device, or a file carrying `user.overlay.whiteout` as rootless unpacking makes them) becomes
+/// an empty `.wh.NAME` file, and an opaque directory (`trusted.overlay.opaque` or
+/// `user.overlay.opaque` = `y`) gets a `.wh..wh..opq` entry first inside it.
+pub fn write_layer_diff<W: Write>(
+    upper: &Path,
+    out: W,
+    opts: &DiffOptions,
+) -> Result<u64, LayerError> {
+    write_tree(upper, out, opts, true)
+}
+
+/// Whether the overlay xattr `name` (under `trusted.` or `user.`) is set to `y` on `p`.
+fn overlay_flag(p: &Path, name: &str) -> bool {
+    ["trusted.overlay.", "user.overlay."].iter().any(|ns| {
+        let mut v = [0u8; 4];
+        matches!(rfs::lgetxattr(p, format!("{ns}{name}").as_str(), &mut v[..]), Ok(n) if v.get(..n) == Some(b"y"))
+    })
+}
+
+/// Whether `p` (with metadata `md`) is an overlay whiteout.
+fn is_whiteout(p: &Path, md: &fs::Metadata) -> bool {
+    let ft = md.file_type();
+    (ft.is_char_device() && md.rdev() == 0)
+        || (ft.is_file() && md.len() == 0 && {
+            let mut v = [0u8; 8];
+            rfs::lgetxattr(p, "user.overlay.whiteout", &mut v[..]).is_ok()
+        })
+}
+
+fn write_tree<W: Write>(
+    root: &Path,
+    out: W,
+    opts: &DiffOptions,
+    overlay: bool,
+) -> Result<u64, LayerError> {
     let mut w = TarWriter::new(out);
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     let mut stack: Vec<(PathBuf, Vec<u8>)> = Vec::new();
@@ -45,7 +93,10 @@ pub fn write_tar_from_dir<W: Write>(root: &Path, out: W) -> Result<u64, LayerErr
             mode: md.mode() & 0o7777,
             uid: u64::from(md.uid()),
             gid: u64::from(md.gid()),
-            mtime: u64::try_from(md.mtime()).unwrap_or(0),
+            mtime: {
+                let t = u64::try_from(md.mtime()).unwrap_or(0);
+                opts.clamp_mtime.map_or(t, |c| t.min(c))
+            },
             size: 0,
             link: None,
             dev: (0, 0),
@@ -55,10 +106,33 @@ pub fn write_tar_from_dir<W: Write>(root: &Path, out: W) -> Result<u64, LayerErr
         };
         let target;
         let first;
+        let wh_name;
+        let opaque_name;
         let mut data: Option<File> = None;
-        if ft.is_dir() {
+        let no_records: Records = Vec::new();
+        let mut opaque = false;
+        if overlay && is_whiteout(&abs, &md) {
+            let (parent, name) = match rel.iter().rposition(|b| *b == b'/') {
+                Some(i) => (
+                    rel.get(..=i).unwrap_or_default(),
+                    rel.get(i + 1..).unwrap_or_default(),
+                ),
+                None => (&b""[..], &rel[..]),
+            };
+            let mut n = parent.to_vec();
+            n.extend_from_slice(b".wh.");
+            n.extend_from_slice(name);
+            wh_name = n;
+            e.path = &wh_name;
+            e.kind = EntryType::Regular;
+            e.mode = 0;
+            e.uid = 0;
+            e.gid = 0;
+            e.pax = &no_records;
+        } else if ft.is_dir() {
             e.kind = EntryType::Directory;
             push_children(&abs, &rel, &mut stack)?;
+            opaque = overlay && overlay_flag(&abs, "opaque");
         } else if ft.is_file() {
             let key = (md.dev(), md.ino());
             if md.nlink() > 1
@@ -100,31 +174,51 @@ pub fn write_tar_from_dir<W: Write>(root: &Path, out: W) -> Result<u64, LayerErr
             Some(f) => w.append(&e, f),
             None => w.append(&e, &mut io::empty()),
         };
-        res.map_err(|err| match err {
-            AppendError::Write(source) => LayerError::Write {
-                path: lossy(&rel),
-                source,
-            },
-            AppendError::Read(source) => LayerError::Source {
-                path: abs.clone(),
-                source,
-            },
-            AppendError::Short { actual } => LayerError::Source {
-                path: abs.clone(),
-                source: io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "file shrank while being archived ({actual} of {} bytes)",
-                        e.size
-                    ),
-                ),
-            },
-        })?;
+        res.map_err(|err| append_error(err, &rel, &abs, e.size))?;
+        if opaque {
+            opaque_name = names::join(&rel, b".wh..wh..opq");
+            let marker = OutEntry {
+                path: &opaque_name,
+                kind: EntryType::Regular,
+                mode: 0,
+                uid: 0,
+                gid: 0,
+                mtime: e.mtime,
+                size: 0,
+                link: None,
+                dev: (0, 0),
+                uname: b"",
+                gname: b"",
+                pax: &no_records,
+            };
+            w.append(&marker, &mut io::empty())
+                .map_err(|err| append_error(err, &opaque_name, &abs, 0))?;
+        }
     }
     w.finish().map_err(|source| LayerError::Write {
         path: "(end of archive)".into(),
         source,
     })
+}
+
+fn append_error(err: AppendError, rel: &[u8], abs: &Path, size: u64) -> LayerError {
+    match err {
+        AppendError::Write(source) => LayerError::Write {
+            path: lossy(rel),
+            source,
+        },
+        AppendError::Read(source) => LayerError::Source {
+            path: abs.to_path_buf(),
+            source,
+        },
+        AppendError::Short { actual } => LayerError::Source {
+            path: abs.to_path_buf(),
+            source: io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("file shrank while being archived ({actual} of {size} bytes)"),
+            ),
+        },
+    }
 }
 
 fn libc_o_nofollow() -> i32 {
@@ -302,5 +396,119 @@ mod tests {
     fn a_missing_root_names_it() {
         let err = write_tar_from_dir(Path::new("/nonexistent/hull"), Vec::new()).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/hull"), "{err}");
+    }
+
+    /// A real overlay mount: deletions, an opaque directory and new files in the upper
+    /// directory come out as the layer format's whiteouts, and applying that layer onto the
+    /// lower tree gives the merged view.
+    #[test]
+    fn overlay_upper_dirs_become_layers_with_whiteouts() {
+        hull_test::require_root!();
+        let dir = tempfile::tempdir().unwrap();
+        let (lower, upper, work, merged) = (
+            dir.path().join("lower"),
+            dir.path().join("upper"),
+            dir.path().join("work"),
+            dir.path().join("merged"),
+        );
+        for d in [&upper, &work, &merged] {
+            fs::create_dir_all(d).unwrap();
+        }
+        fs::create_dir_all(lower.join("d/deep")).unwrap();
+        fs::write(lower.join("a"), "a").unwrap();
+        fs::write(lower.join("keep"), "keep").unwrap();
+        fs::write(lower.join("d/x"), "x").unwrap();
+        fs::write(lower.join("d/deep/y"), "y").unwrap();
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            upper.display(),
+            work.display()
+        );
+        rustix::mount::mount(
+            "overlay",
+            &merged,
+            "overlay",
+            rustix::mount::MountFlags::empty(),
+            std::ffi::CString::new(data).unwrap().as_c_str(),
+        )
+        .unwrap();
+        let changed = (|| -> io::Result<()> {
+            fs::remove_file(merged.join("a"))?;
+            fs::remove_dir_all(merged.join("d"))?;
+            fs::create_dir(merged.join("d"))?;
+            fs::write(merged.join("d/z"), "z")?;
+            fs::write(merged.join("b"), "new")?;
+            Ok(())
+        })();
+        rustix::mount::unmount(&merged, rustix::mount::UnmountFlags::empty()).unwrap();
+        changed.unwrap();
+        // an old mtime, to see the clamp
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+        fs::File::options()
+            .write(true)
+            .open(upper.join("b"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+
+        let mut tar = Vec::new();
+        write_layer_diff(
+            &upper,
+            &mut tar,
+            &DiffOptions {
+                clamp_mtime: Some(5_000),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            entries(&tar),
+            vec![
+                (".wh.a".to_string(), '0'),
+                ("b".to_string(), '0'),
+                ("d/".to_string(), '5'),
+                ("d/.wh..wh..opq".to_string(), '0'),
+                ("d/z".to_string(), '0'),
+            ]
+        );
+        let mut ar = tar::Archive::new(&tar[..]);
+        for e in ar.entries().unwrap() {
+            let e = e.unwrap();
+            let mtime = e.header().mtime().unwrap();
+            let name = String::from_utf8(e.path_bytes().into_owned()).unwrap();
+            if name == "b" {
+                assert_eq!(mtime, 1_000, "older times are kept");
+            } else {
+                assert!(mtime <= 5_000, "{name}: {mtime}");
+            }
+        }
+        // the same tree gives the same bytes
+        let mut again = Vec::new();
+        write_layer_diff(
+            &upper,
+            &mut again,
+            &DiffOptions {
+                clamp_mtime: Some(5_000),
+            },
+        )
+        .unwrap();
+        assert!(again == tar);
+
+        // applied onto the lower tree, the layer gives what the mount showed
+        let opts = UnpackOptions::for_current_user(WhiteoutMode::Apply);
+        unpack(&tar[..], &lower, &opts).unwrap();
+        let mut seen = Vec::new();
+        let mut stack = vec![lower.clone()];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                seen.push(p.strip_prefix(&lower).unwrap().display().to_string());
+                if p.is_dir() {
+                    stack.push(p);
+                }
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, vec!["b", "d", "d/z", "keep"]);
     }
 }
