@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use crate::gc::GcRoots;
 use crate::owner;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS images (
@@ -74,6 +74,25 @@ CREATE TABLE IF NOT EXISTS lease_resources (
     key TEXT NOT NULL,
     PRIMARY KEY (lease_id, kind, key)
 );
+CREATE TABLE IF NOT EXISTS build_cache (
+    key TEXT PRIMARY KEY,
+    config TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_used INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS build_cache_layers (
+    key TEXT NOT NULL REFERENCES build_cache(key) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    chain_id TEXT NOT NULL,
+    PRIMARY KEY (key, position)
+);
+CREATE INDEX IF NOT EXISTS build_cache_layers_chain ON build_cache_layers(chain_id);
+CREATE TABLE IF NOT EXISTS build_cache_blobs (
+    key TEXT NOT NULL REFERENCES build_cache(key) ON DELETE CASCADE,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (key, digest)
+);
 "#;
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +113,7 @@ pub enum MetadataError {
     Corrupt { column: &'static str, value: String },
 }
 
-type Result<T> = std::result::Result<T, MetadataError>;
+pub(crate) type Result<T> = std::result::Result<T, MetadataError>;
 
 /// An image: one platform manifest and its config (the image ID is the config's digest).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,20 +171,20 @@ pub struct Metadata {
     conn: Mutex<Connection>,
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
 
-fn parse<T: FromStr>(column: &'static str, value: String) -> Result<T> {
+pub(crate) fn parse<T: FromStr>(column: &'static str, value: String) -> Result<T> {
     value
         .parse()
         .map_err(|_| MetadataError::Corrupt { column, value })
 }
 
-fn to_i64(v: u64) -> i64 {
+pub(crate) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
@@ -218,13 +237,13 @@ impl Metadata {
         &self.path
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
         // back on drop), so a poisoned mutex is safe to reuse.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
@@ -651,7 +670,9 @@ impl Metadata {
         let mut stmt = conn.prepare(
             "SELECT digest FROM image_blobs
              UNION SELECT manifest_digest FROM images
-             UNION SELECT id FROM images",
+             UNION SELECT id FROM images
+             UNION SELECT digest FROM build_cache_blobs
+             UNION SELECT config FROM build_cache",
         )?;
         for d in stmt.query_map([], |r| r.get::<_, String>(0))? {
             roots.blobs.insert(parse("image_blobs.digest", d?)?);
@@ -682,7 +703,9 @@ impl Metadata {
                 _ => {}
             }
         }
-        let mut stmt = conn.prepare("SELECT chain_id FROM image_layers")?;
+        let mut stmt = conn.prepare(
+            "SELECT chain_id FROM image_layers UNION SELECT chain_id FROM build_cache_layers",
+        )?;
         for c in stmt.query_map([], |r| r.get::<_, String>(0))? {
             roots.layers.insert(parse("image_layers.chain_id", c?)?);
         }
