@@ -239,6 +239,7 @@ impl Store {
         let tmp = self.layers_dir().join("tmp");
         freed += tree_usage(&tmp).saturating_sub(tree_usage_dir_only(&tmp));
         self.clear_layer_tmp()?;
+        self.remove_stale_snapshots()?;
         let before: u64 = self.content().ingests()?.iter().map(|i| i.offset).sum();
         self.content().prune_ingests(INGEST_GRACE)?;
         let after: u64 = self.content().ingests()?.iter().map(|i| i.offset).sum();
@@ -355,6 +356,14 @@ impl Store {
                         .repaired
                         .push(format!("removed interrupted unpack {p}"));
                 }
+            }
+        }
+        if repair {
+            let n = self.remove_stale_snapshots()?;
+            if n > 0 {
+                report
+                    .repaired
+                    .push(format!("removed {n} snapshots of interrupted builds"));
             }
         }
         for img in md.images()? {

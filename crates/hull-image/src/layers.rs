@@ -327,13 +327,13 @@ fn unescape_mountinfo(field: &str) -> String {
 
 /// Flushes a freshly unpacked tree to disk with one `syncfs` (cheaper than an fsync per file,
 /// and it covers directory entries too).
-fn sync_dir_tree(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir_tree(dir: &Path) -> Result<()> {
     let f = fs_err::File::open(dir).map_err(|e| ImageError::io(dir, e))?;
     rustix::fs::syncfs(&f).map_err(|e| ImageError::io(dir, e.into()))?;
     Ok(())
 }
 
-fn sync_parent(path: &Path) -> Result<()> {
+pub(crate) fn sync_parent(path: &Path) -> Result<()> {
     if let Some(parent) = path.parent() {
         let f = fs_err::File::open(parent).map_err(|e| ImageError::io(parent, e))?;
         f.sync_all().map_err(|e| ImageError::io(parent, e))?;

@@ -10,9 +10,12 @@
 //!                      format (whiteouts as 0/0 char devices), so a chain mounts as lowerdirs
 //! ROOT/layers/tmp/     layers being unpacked; renamed into place when complete and synced
 //! ROOT/mounts/<hex>/   read-only overlay mounts made by `image mount`
+//! ROOT/snapshots/<id>/ writable overlay snapshots of builds (upper, work, merged)
 //! ```
-//! The unpacked-layer layout is the one piece of `hull-snapshot` hull needs so far; it lives in
-//! [`layers`] until `run`/`build` need writable snapshots, when it moves to its own crate.
+//! The unpacked-layer layout and the writable snapshots (`snapshot.rs`: prepare over a chain,
+//! commit the upper directory as a layer) are what ARCHITECTURE.md calls `hull-snapshot`. They
+//! stay here while the layer records they read and write are this crate's; a copying snapshotter
+//! for filesystems without overlayfs is the point where they move to their own crate.
 //!
 //! Compressed blobs are kept after unpacking (as containerd does, unlike Docker): `save`, `push`
 //! and `system check` need the exact bytes whose digests the manifest names.
@@ -28,6 +31,7 @@ mod layers;
 mod pull;
 mod push;
 mod query;
+mod snapshot;
 mod store;
 
 pub use archive::{ArchiveFormat, LoadedImage};
@@ -38,4 +42,5 @@ pub use import::ImportOptions;
 pub use pull::{PullOptions, PullResult, pull, pull_all_tags};
 pub use push::{Compression, PushOptions, PushResult, push, push_all_tags, repository_tags};
 pub use query::{HistoryRow, Image, ImageSummary, RemoveEvent};
+pub use snapshot::{CommittedLayer, Snapshot};
 pub use store::Store;

@@ -25,6 +25,7 @@ struct Inner {
 
 /// Held while a command works on the store; GC takes the exclusive form. Each guard opens
 /// the lock file anew, so guards are independent `flock`s (one per open file description).
+#[derive(Debug)]
 pub(crate) struct StoreLock {
     file: File,
 }
