@@ -419,3 +419,67 @@ mod tests {
         remove_all(top.as_fd(), b"missing").unwrap();
     }
 }
+
+/// What a path names inside a root directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    Dir,
+    /// Anything else that exists (a file, a device, a dangling symlink's target is "missing").
+    Other,
+}
+
+/// Looks `path` up inside `root` as if `root` were `/` (symlinks followed inside it, never out),
+/// for a builder that must know whether a destination is an existing directory. `None` when
+/// nothing is there.
+pub fn probe_in_root(root: &Path, path: &str) -> io::Result<Option<PathKind>> {
+    let r = Root::open(root)?;
+    let cleaned = names::clean(path.as_bytes())
+        .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, format!("path {path:?} {why}")))?;
+    match r.resolve_dir(&cleaned, OFlags::PATH) {
+        Ok(_) => Ok(Some(PathKind::Dir)),
+        Err(Errno::NOTDIR) => {
+            // Either the path itself or a parent is not a directory: look at the last part.
+            let (parent, name) = match cleaned.iter().rposition(|b| *b == b'/') {
+                Some(i) => (
+                    cleaned.get(..i).unwrap_or_default(),
+                    cleaned.get(i + 1..).unwrap_or_default(),
+                ),
+                None => (&b""[..], &cleaned[..]),
+            };
+            match r.resolve_dir(parent, OFlags::PATH) {
+                Ok(dir) => Ok(stat_at(dir.as_fd(), name)?.map(|_| PathKind::Other)),
+                Err(Errno::NOTDIR) | Err(Errno::NOENT) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Err(Errno::NOENT) | Err(Errno::LOOP) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod probe_tests {
+    use super::*;
+
+    #[test]
+    fn probes_stay_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        std::fs::create_dir_all(r.join("etc/conf.d")).unwrap();
+        std::fs::write(r.join("etc/file"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc", r.join("link")).unwrap();
+        std::os::unix::fs::symlink("../../../../tmp", r.join("up")).unwrap();
+        assert_eq!(probe_in_root(r, "/etc").unwrap(), Some(PathKind::Dir));
+        assert_eq!(probe_in_root(r, "etc/file").unwrap(), Some(PathKind::Other));
+        assert_eq!(probe_in_root(r, "etc/file/x").unwrap(), None);
+        assert_eq!(probe_in_root(r, "missing").unwrap(), None);
+        // the link to /etc is the root's /etc, not the host's
+        assert_eq!(probe_in_root(r, "link/conf.d").unwrap(), Some(PathKind::Dir));
+        assert_eq!(probe_in_root(r, "link/passwd").unwrap(), None);
+        // ../ never leads out: up is the root's own /tmp, missing until made
+        assert_eq!(probe_in_root(r, "up").unwrap(), None);
+        std::fs::create_dir(r.join("tmp")).unwrap();
+        assert_eq!(probe_in_root(r, "up").unwrap(), Some(PathKind::Dir));
+        assert_eq!(probe_in_root(r, "up/x").unwrap(), None);
+    }
+}
