@@ -223,8 +223,38 @@ impl Context {
         })
     }
 
+    /// Lists a tree without hashing (a stage's or image's root filesystem that `COPY --from`
+    /// reads: its cache key is the stage's, so content digests are not needed). Symlinks are
+    /// entries, never followed, so an image's links cannot lead the copy out of its root.
+    pub fn list(root: &Path) -> Result<Context, ContextError> {
+        let md = fs::metadata(root).map_err(io_err(root))?;
+        let mut entries = BTreeMap::new();
+        entries.insert(String::new(), entry_of(&md, EntryKind::Dir));
+        let mut files = Vec::new();
+        walk(root, "", &Matcher::default(), &mut entries, &mut files)?;
+        Ok(Context {
+            root: root.to_path_buf(),
+            entries,
+            files_hashed: 0,
+        })
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Entries strictly below `rel`, in path order.
+    pub fn below<'a>(&'a self, rel: &'a str) -> impl Iterator<Item = (&'a str, &'a Entry)> + 'a {
+        let prefix = if rel.is_empty() {
+            String::new()
+        } else {
+            format!("{rel}/")
+        };
+        self.entries
+            .range(prefix.clone()..)
+            .filter(|(p, _)| !p.is_empty())
+            .take_while(move |(p, _)| p.starts_with(&prefix))
+            .map(|(p, e)| (p.as_str(), e))
     }
 
     pub fn entry(&self, rel: &str) -> Option<&Entry> {

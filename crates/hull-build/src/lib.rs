@@ -12,6 +12,7 @@
 
 pub mod args;
 pub mod context;
+pub mod copy;
 mod error;
 pub mod plan;
 pub mod step;
