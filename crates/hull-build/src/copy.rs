@@ -342,6 +342,7 @@ mod tests {
                 .map(|s| CopySource::Path(s.to_string()))
                 .collect(),
             dest: dest.to_string(),
+            dest_written: dest.to_string(),
             chown: None,
             chmod: None,
             link: false,

@@ -10,6 +10,18 @@ pub enum BuildError {
     UnknownTarget(String),
     #[error("circular dependency detected on stage: {0}")]
     Cycle(String),
+    #[error("build context: {0}")]
+    Context(String),
+    #[error("{0}")]
+    Store(String),
+    #[error(
+        "Dockerfile:{line}: process \"{command}\" did not complete successfully: exit code: {code}"
+    )]
+    RunFailed {
+        line: usize,
+        command: String,
+        code: i32,
+    },
 }
 
 impl BuildError {

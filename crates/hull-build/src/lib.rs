@@ -11,6 +11,7 @@
 //! text or run containers: the parser and the runtime are other crates' jobs.
 
 pub mod args;
+mod build;
 pub mod context;
 pub mod copy;
 mod error;
@@ -18,5 +19,6 @@ pub mod plan;
 pub mod step;
 
 pub use args::{BuildArgs, StageVars};
+pub use build::{BuildEvent, BuildRequest, BuildResult, ImageSource, RunExecutor, build};
 pub use error::BuildError;
 pub use plan::{Base, BuildOptions, Plan, PlannedStage};

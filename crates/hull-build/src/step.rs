@@ -55,6 +55,8 @@ pub struct CopyStep {
     /// The destination, absolute (a relative one is joined to the working directory); a
     /// trailing `/` is kept, since it means "into this directory".
     pub dest: String,
+    /// The destination as written (expanded): what the history shows.
+    pub dest_written: String,
     pub chown: Option<String>,
     pub chmod: Option<String>,
     pub link: bool,
@@ -433,6 +435,7 @@ impl StageState {
                     from: self.expand_opt(&c.from, line)?,
                     sources: self.sources(&c.sources, line)?,
                     dest: self.dest(&c.dest, line)?,
+                    dest_written: self.expand(&c.dest, line)?,
                     chown: self.expand_opt(&c.chown, line)?,
                     chmod: self.expand_opt(&c.chmod, line)?,
                     link: c.link,
@@ -452,6 +455,7 @@ impl StageState {
                     from: None,
                     sources: self.sources(&a.sources, line)?,
                     dest: self.dest(&a.dest, line)?,
+                    dest_written: self.expand(&a.dest, line)?,
                     chown: self.expand_opt(&a.chown, line)?,
                     chmod: self.expand_opt(&a.chmod, line)?,
                     link: a.link,
@@ -500,7 +504,7 @@ impl StageState {
                 CopySource::Inline { name, .. } => format!("<<{name}"),
             });
         }
-        words.push(step.dest.clone());
+        words.push(step.dest_written.clone());
         Dispatched {
             created_by: format!("{keyword} {}", words.join(" ")),
             cache_text: format!("{keyword} {step:?} user={:?}", self.user()),

@@ -24,6 +24,7 @@
 
 mod archive;
 mod check;
+mod commit;
 mod error;
 mod events;
 mod import;

@@ -1247,6 +1247,12 @@ fn sanitize(s: &str) -> String {
 
 /// The busybox root filesystem: `/bin/busybox`, `/bin/<applet> -> busybox` for every applet the
 /// host busybox lists, /etc/passwd and /etc/group, /tmp 1777, /root 0700.
+/// The busybox fixture's root filesystem as an uncompressed layer tar in `dir` (for tests that
+/// import it as a base image).
+pub fn busybox_rootfs_layer(dir: &Path) -> anyhow::Result<Layer> {
+    busybox_rootfs(dir, &host_busybox()?)
+}
+
 fn busybox_rootfs(dir: &Path, busybox: &Path) -> anyhow::Result<Layer> {
     let applets = applets()?;
     let mut l = LayerBuilder::new_in(dir)?;

@@ -1,0 +1,802 @@
+//! Running a build: the planned stages in order, each instruction dispatched, looked up in the
+//! cache by its key, and performed on a writable snapshot when it misses.
+//!
+//! A step's cache key is the SHA-256 of its parent's key, the resolved instruction
+//! ([`crate::step::Dispatched::cache_text`]: expanded words, environment, user, working
+//! directory) and the content it reads: the build context's digest of each COPY/ADD source
+//! (and of RUN `--mount=type=bind` sources), or the key of the stage `--from` names. A stage's
+//! first key is its base's: the image ID, the other stage's last key, or `scratch` and the
+//! platform. A hit reuses the stored config and layers without running anything.
+//!
+//! RUN steps go through a [`RunExecutor`], which front ends provide (an OCI runtime); this crate
+//! does not start containers itself, so it can be tested with a fake executor and the runtime
+//! can change without touching the build's semantics.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hull_dockerfile::{Dockerfile, Lexer, MountType};
+use hull_image::Store;
+use hull_layer::DiffOptions;
+use hull_metadata::{CacheRecord, Lease};
+use hull_oci::{
+    Algorithm, ChainId, Descriptor, DiffId, Digest, Digester, ImageConfig, ImageId, Platform,
+    Reference, RootFs, media_type,
+};
+
+use crate::args::BuildArgs;
+use crate::context::{Context, HashCache};
+use crate::copy::{CopyAttrs, copy_into, parse_chmod, plan_copy};
+use crate::error::BuildError;
+use crate::plan::{Base, BuildOptions, Plan};
+use crate::step::{Action, CopyStep, Dispatched, RunStep, StageState};
+
+/// Runs a RUN step's process in a container made from `rootfs`.
+pub trait RunExecutor: Sync {
+    /// Runs `step` with `rootfs` as its root filesystem (writable), passing everything it
+    /// writes to stdout and stderr to `output`. Returns the exit code (128 + signal for a
+    /// process killed by a signal).
+    fn run(
+        &self,
+        rootfs: &Path,
+        step: &RunStep,
+        output: &mut dyn FnMut(&[u8]),
+    ) -> Result<i32, String>;
+
+    /// Resolves `--chown` user and group names against `rootfs`'s passwd and group files.
+    fn resolve_owner(&self, rootfs: &Path, owner: &str) -> Result<(u32, u32), String>;
+}
+
+/// Finds (pulling if needed) the image a `FROM` or `--from` names, for a platform.
+pub trait ImageSource: Sync {
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ImageId, String>;
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub dockerfile: Dockerfile,
+    /// The build context directory (`None`: a Dockerfile without context, nothing to COPY).
+    pub context: Option<PathBuf>,
+    /// `.dockerignore` content.
+    pub dockerignore: Option<String>,
+    pub options: BuildOptions,
+    pub no_cache: bool,
+    /// `-t`.
+    pub tags: Vec<Reference>,
+    /// `--label`: added to the image's labels.
+    pub labels: BTreeMap<String, String>,
+    /// `SOURCE_DATE_EPOCH`: every timestamp the build writes (config, history, layer files
+    /// newer than it) is this time, so the same inputs give the same image digest.
+    pub source_date_epoch: Option<u64>,
+    /// Where the context's file digests are remembered between builds.
+    pub hash_cache: Option<PathBuf>,
+}
+
+/// What a build reports as it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildEvent {
+    /// Scanning the build context finished.
+    Context {
+        files: usize,
+        hashed: usize,
+        elapsed: Duration,
+    },
+    /// A step starts: `[stage n/total] INSTRUCTION`.
+    Step {
+        id: usize,
+        stage: String,
+        index: usize,
+        total: usize,
+        text: String,
+    },
+    /// The step was found in the cache.
+    Cached {
+        id: usize,
+    },
+    /// Why the step missed the cache (`--progress plain` shows it).
+    Miss {
+        id: usize,
+        reason: String,
+    },
+    /// Output of a RUN step.
+    Output {
+        id: usize,
+        data: Vec<u8>,
+    },
+    Done {
+        id: usize,
+        elapsed: Duration,
+    },
+    Warning(String),
+}
+
+/// What a build produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildResult {
+    pub image: ImageId,
+    pub steps: usize,
+    pub cached: usize,
+}
+
+/// A stage's state between steps.
+struct StageRun {
+    state: StageState,
+    /// The layer stack: chain ID and the blob descriptor for each diff ID.
+    layers: Vec<(ChainId, Descriptor)>,
+    key: Digest,
+}
+
+/// A stage that has been built, as later stages read it.
+#[derive(Clone)]
+struct BuiltStage {
+    config: ImageConfig,
+    layers: Vec<(ChainId, Descriptor)>,
+    key: Digest,
+}
+
+fn key_of(parts: &[&str]) -> Digest {
+    let mut h = Digester::new(Algorithm::Sha256);
+    for p in parts {
+        h.update(p.len().to_string().as_bytes());
+        h.update(b":");
+        h.update(p.as_bytes());
+        h.update(b"\n");
+    }
+    h.finish()
+}
+
+fn timestamp(epoch: Option<u64>) -> String {
+    match epoch {
+        Some(s) => jiff::Timestamp::from_second(i64::try_from(s).unwrap_or(i64::MAX))
+            .map(|t| t.to_string())
+            .unwrap_or_else(|_| jiff::Timestamp::UNIX_EPOCH.to_string()),
+        None => jiff::Timestamp::now().to_string(),
+    }
+}
+
+struct Builder<'a> {
+    store: &'a Store,
+    req: &'a BuildRequest,
+    runner: &'a dyn RunExecutor,
+    images: &'a dyn ImageSource,
+    events: &'a mut dyn FnMut(BuildEvent),
+    context: Option<Context>,
+    lease: Lease,
+    built: HashMap<usize, BuiltStage>,
+    step_id: usize,
+    cached: usize,
+    lexer: Lexer,
+}
+
+/// Builds `req` into `store`.
+pub fn build(
+    store: &Store,
+    req: &BuildRequest,
+    runner: &dyn RunExecutor,
+    images: &dyn ImageSource,
+    events: &mut dyn FnMut(BuildEvent),
+) -> Result<BuildResult, BuildError> {
+    let build_args = BuildArgs::new(req.options.build_args.clone());
+    let plan = Plan::new(&req.dockerfile, &req.options, &build_args)?;
+    let context = match &req.context {
+        None => None,
+        Some(dir) => {
+            let started = Instant::now();
+            let ignore = hull_dockerfile::ignore::Matcher::parse(
+                req.dockerignore.as_deref().unwrap_or_default(),
+            )
+            .map_err(|e| BuildError::Context(e.to_string()))?;
+            let mut cache = req
+                .hash_cache
+                .as_deref()
+                .map(HashCache::load)
+                .unwrap_or_default();
+            let c = Context::scan(dir, &ignore, &mut cache)
+                .map_err(|e| BuildError::Context(e.to_string()))?;
+            if let Some(p) = &req.hash_cache
+                && let Err(e) = cache.save(p)
+            {
+                events(BuildEvent::Warning(format!(
+                    "saving the context hash cache {}: {e}",
+                    p.display()
+                )));
+            }
+            events(BuildEvent::Context {
+                files: c.entries().count(),
+                hashed: c.files_hashed,
+                elapsed: started.elapsed(),
+            });
+            Some(c)
+        }
+    };
+    let lease = store
+        .metadata()
+        .lease(Duration::from_secs(3600))
+        .map_err(|e| BuildError::Store(e.to_string()))?;
+    let mut b = Builder {
+        store,
+        req,
+        runner,
+        images,
+        events,
+        context,
+        lease,
+        built: HashMap::new(),
+        step_id: 0,
+        cached: 0,
+        lexer: Lexer::new(req.dockerfile.directives.escape_char()),
+    };
+    for &i in &plan.order {
+        let stage = b.build_stage(&plan, i, &build_args)?;
+        b.built.insert(i, stage);
+    }
+    let unused = build_args.unused();
+    if !unused.is_empty() {
+        (b.events)(BuildEvent::Warning(format!(
+            "One or more build-args [{}] were not consumed",
+            unused.join(" ")
+        )));
+    }
+    let target = b
+        .built
+        .get(&plan.target)
+        .cloned()
+        .ok_or_else(|| BuildError::Store("the target stage was not built".into()))?;
+    let mut config = target.config;
+    if !req.labels.is_empty() {
+        let labels = config
+            .config
+            .get_or_insert_with(Default::default)
+            .labels
+            .get_or_insert_with(BTreeMap::new);
+        labels.extend(req.labels.clone());
+    }
+    // The last step's time, as BuildKit does: a fully cached rebuild gives the same image ID.
+    config.created = match req.source_date_epoch {
+        Some(_) => Some(timestamp(req.source_date_epoch)),
+        None => config
+            .history
+            .last()
+            .and_then(|h| h.created.clone())
+            .or_else(|| Some(timestamp(None))),
+    };
+    let image = store
+        .commit_image(&config, &target.layers, &req.tags)
+        .map_err(|e| BuildError::Store(e.to_string()))?;
+    Ok(BuildResult {
+        image,
+        steps: b.step_id,
+        cached: b.cached,
+    })
+}
+
+impl Builder<'_> {
+    fn store_err(e: impl std::fmt::Display) -> BuildError {
+        BuildError::Store(e.to_string())
+    }
+
+    /// The config and layers a stage starts from, and its first cache key.
+    fn base(&self, plan: &Plan, index: usize) -> Result<StageRun, BuildError> {
+        let stage = plan
+            .stages
+            .get(index)
+            .ok_or_else(|| BuildError::Store(format!("no stage {index}")))?;
+        let (config, layers, key) = match &stage.base {
+            Base::Scratch => {
+                let p = &stage.platform;
+                let config = ImageConfig {
+                    architecture: p.architecture.clone(),
+                    os: p.os.clone(),
+                    variant: p.variant.clone(),
+                    rootfs: RootFs {
+                        fs_type: "layers".into(),
+                        diff_ids: vec![],
+                    },
+                    ..ImageConfig::default()
+                };
+                (
+                    config,
+                    vec![],
+                    key_of(&["scratch", &crate::args::platform_string(p)]),
+                )
+            }
+            Base::Stage(i) => {
+                let s = self
+                    .built
+                    .get(i)
+                    .ok_or_else(|| BuildError::Store(format!("stage {i} was not built")))?;
+                (s.config.clone(), s.layers.clone(), s.key.clone())
+            }
+            Base::Image(r) => {
+                let id = self
+                    .images
+                    .resolve(r, &stage.platform)
+                    .map_err(|e| BuildError::at(plan_line(&self.req.dockerfile, index), e))?;
+                let (config, layers) = self.image_layers(&id)?;
+                (config, layers, key_of(&["image", &id.to_string()]))
+            }
+        };
+        let state = StageState::new(config, self.lexer);
+        Ok(StageRun { state, layers, key })
+    }
+
+    /// An image's config and its layers with blob descriptors.
+    fn image_layers(
+        &self,
+        id: &ImageId,
+    ) -> Result<(ImageConfig, Vec<(ChainId, Descriptor)>), BuildError> {
+        let img = self.store.image(id).map_err(Self::store_err)?;
+        let layers = img
+            .record
+            .layers
+            .iter()
+            .cloned()
+            .zip(img.manifest.layers.iter().cloned())
+            .collect();
+        Ok((img.config, layers))
+    }
+
+    fn build_stage(
+        &mut self,
+        plan: &Plan,
+        index: usize,
+        build_args: &BuildArgs,
+    ) -> Result<BuiltStage, BuildError> {
+        let df = &self.req.dockerfile;
+        let stage = df
+            .stages
+            .get(index)
+            .ok_or_else(|| BuildError::Store(format!("no stage {index}")))?;
+        let planned = plan
+            .stages
+            .get(index)
+            .ok_or_else(|| BuildError::Store(format!("no stage {index}")))?;
+        let name = planned.display_name();
+        let mut run = self.base(plan, index)?;
+        let total = stage.instructions.len() + 1;
+        let from_id = self.next_step(&name, 1, total, &stage.original);
+        (self.events)(BuildEvent::Done {
+            id: from_id,
+            elapsed: Duration::ZERO,
+        });
+        for (n, ins) in stage.instructions.iter().enumerate() {
+            let id = self.next_step(&name, n + 2, total, &ins.original);
+            let started = Instant::now();
+            let d = run.state.dispatch(ins, &plan.globals, build_args)?;
+            if matches!(d.action, Action::None) {
+                // Config-only steps are applied fresh every build (as BuildKit's frontend
+                // recomputes the config); only filesystem steps are cached.
+                let created = self.metadata_time(&run);
+                run.state.record(&d, false, &created);
+                (self.events)(BuildEvent::Done {
+                    id,
+                    elapsed: started.elapsed(),
+                });
+                continue;
+            }
+            let inputs = self.inputs(&d, ins.span.start)?;
+            let key = key_of(&[&run.key.to_string(), &d.cache_text, &inputs]);
+            let hit = if self.req.no_cache {
+                None
+            } else {
+                self.store
+                    .metadata()
+                    .use_cache(&key)
+                    .map_err(Self::store_err)?
+            };
+            match hit {
+                Some(rec) => {
+                    self.apply_cached(&mut run, &d, &rec)?;
+                    self.cached += 1;
+                    (self.events)(BuildEvent::Cached { id });
+                }
+                None => {
+                    (self.events)(BuildEvent::Miss {
+                        id,
+                        reason: if self.req.no_cache {
+                            "--no-cache".into()
+                        } else {
+                            format!(
+                                "no cached result for this step with {}",
+                                describe_inputs(&inputs)
+                            )
+                        },
+                    });
+                    self.perform(&mut run, &d, id, ins.span.start)?;
+                    self.remember(&run, &key)?;
+                }
+            }
+            run.key = key;
+            (self.events)(BuildEvent::Done {
+                id,
+                elapsed: started.elapsed(),
+            });
+        }
+        Ok(BuiltStage {
+            config: run.state.config,
+            layers: run.layers,
+            key: run.key,
+        })
+    }
+
+    fn next_step(&mut self, stage: &str, index: usize, total: usize, text: &str) -> usize {
+        self.step_id += 1;
+        (self.events)(BuildEvent::Step {
+            id: self.step_id,
+            stage: stage.to_string(),
+            index,
+            total,
+            text: text.to_string(),
+        });
+        self.step_id
+    }
+
+    /// What a step reads, as text for its cache key.
+    fn inputs(&self, d: &Dispatched, line: usize) -> Result<String, BuildError> {
+        let mut out = String::new();
+        match &d.action {
+            Action::Copy(c) => match &c.from {
+                Some(from) => out.push_str(&format!("from {}", self.source_identity(from, line)?)),
+                None => {
+                    let ctx = self.context_or_err(line)?;
+                    for s in &c.sources {
+                        if let crate::step::CopySource::Path(p) = s {
+                            for rel in ctx
+                                .select(p)
+                                .map_err(|e| BuildError::at(line, e.to_string()))?
+                            {
+                                out.push_str(&format!("{rel} {}\n", ctx.digest(&rel)));
+                            }
+                        }
+                    }
+                }
+            },
+            Action::Run(r) => {
+                for m in &r.mounts {
+                    if m.kind == MountType::Bind {
+                        match &m.from {
+                            Some(from) => out.push_str(&format!(
+                                "bind from {} {:?}\n",
+                                self.source_identity(from, line)?,
+                                m.source
+                            )),
+                            None => {
+                                let ctx = self.context_or_err(line)?;
+                                let src = m.source.clone().unwrap_or_default();
+                                let rel = ctx
+                                    .resolve(&src, true)
+                                    .map_err(|e| BuildError::at(line, e.to_string()))?;
+                                out.push_str(&format!("bind {rel} {}\n", ctx.digest(&rel)));
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(out)
+    }
+
+    fn context_or_err(&self, line: usize) -> Result<&Context, BuildError> {
+        self.context.as_ref().ok_or_else(|| {
+            BuildError::at(
+                line,
+                "this step reads the build context, but the build has none",
+            )
+        })
+    }
+
+    /// A `--from` stage's key, or an image's ID.
+    fn source_identity(&self, from: &str, line: usize) -> Result<String, BuildError> {
+        match self.stage_of(from) {
+            Some(i) => self
+                .built
+                .get(&i)
+                .map(|s| format!("stage {}", s.key))
+                .ok_or_else(|| BuildError::at(line, format!("stage {from} was not built"))),
+            None => Ok(format!("image {}", self.resolve_from_image(from, line)?)),
+        }
+    }
+
+    fn stage_of(&self, from: &str) -> Option<usize> {
+        let df = &self.req.dockerfile;
+        if let Ok(i) = from.parse::<usize>() {
+            return (i < df.stages.len()).then_some(i);
+        }
+        let lower = from.to_ascii_lowercase();
+        df.stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(lower.as_str()))
+    }
+
+    fn resolve_from_image(&self, from: &str, line: usize) -> Result<ImageId, BuildError> {
+        let platform = self
+            .req
+            .options
+            .platform
+            .clone()
+            .unwrap_or_else(Platform::host);
+        self.images
+            .resolve(from, &platform)
+            .map_err(|e| BuildError::at(line, e))
+    }
+
+    /// Takes a cached step's result: its layers, and its history entry's time.
+    fn apply_cached(
+        &self,
+        run: &mut StageRun,
+        d: &Dispatched,
+        rec: &CacheRecord,
+    ) -> Result<(), BuildError> {
+        let bytes = self
+            .store
+            .content()
+            .read_capped(&rec.config, hull_oci::MAX_CONFIG_SIZE)
+            .map_err(Self::store_err)?;
+        let cached = ImageConfig::from_slice(&bytes).map_err(Self::store_err)?;
+        let mut layers = Vec::with_capacity(rec.layers.len());
+        for (chain, diff) in rec.layers.iter().zip(cached.rootfs.diff_ids.iter()) {
+            layers.push((chain.clone(), self.descriptor_for(diff)?));
+        }
+        let with_layer = layers.len() > run.layers.len();
+        let created = cached
+            .history
+            .last()
+            .and_then(|h| h.created.clone())
+            .unwrap_or_else(|| timestamp(self.req.source_date_epoch));
+        run.state.config.rootfs.diff_ids = cached.rootfs.diff_ids;
+        run.layers = layers;
+        run.state.record(d, with_layer, &created);
+        Ok(())
+    }
+
+    /// The time of a config-only history entry: the stage's latest entry's (so that a rebuild
+    /// from cache writes the same config), or `SOURCE_DATE_EPOCH`.
+    fn metadata_time(&self, run: &StageRun) -> String {
+        if self.req.source_date_epoch.is_some() {
+            return timestamp(self.req.source_date_epoch);
+        }
+        run.state
+            .config
+            .history
+            .last()
+            .and_then(|h| h.created.clone())
+            .or_else(|| run.state.config.created.clone())
+            .unwrap_or_else(|| timestamp(None))
+    }
+
+    /// A blob descriptor the store holds for a layer.
+    fn descriptor_for(&self, diff: &DiffId) -> Result<Descriptor, BuildError> {
+        let blobs = self
+            .store
+            .metadata()
+            .blobs_for_diff(diff)
+            .map_err(Self::store_err)?;
+        for (digest, mt) in blobs {
+            if let Some(size) = self
+                .store
+                .content()
+                .size(&digest)
+                .map_err(Self::store_err)?
+            {
+                return Ok(Descriptor::new(&mt, digest, size));
+            }
+        }
+        Err(BuildError::Store(format!(
+            "no blob in the store for layer {diff}"
+        )))
+    }
+
+    fn remember(&self, run: &StageRun, key: &Digest) -> Result<(), BuildError> {
+        let bytes = run.state.config.to_vec();
+        let config = self
+            .store
+            .content()
+            .put_bytes(&bytes)
+            .map_err(Self::store_err)?;
+        let now = jiff::Timestamp::now().as_second();
+        self.store
+            .metadata()
+            .put_cache(&CacheRecord {
+                key: key.clone(),
+                config,
+                layers: run.layers.iter().map(|(c, _)| c.clone()).collect(),
+                blobs: run.layers.iter().map(|(_, d)| d.digest.clone()).collect(),
+                size: 0,
+                created_at: now,
+                last_used: now,
+            })
+            .map_err(Self::store_err)
+    }
+
+    /// Performs a step that missed the cache.
+    fn perform(
+        &mut self,
+        run: &mut StageRun,
+        d: &Dispatched,
+        id: usize,
+        line: usize,
+    ) -> Result<(), BuildError> {
+        let created = timestamp(self.req.source_date_epoch);
+        let with_layer = match &d.action {
+            Action::None => false,
+            Action::Mkdir { path, user } => {
+                let snap = self.snapshot(run)?;
+                mkdir_in(&snap.path(), path, user, self.runner)
+                    .map_err(|e| BuildError::at(line, e))?;
+                self.commit(run, snap)?
+            }
+            Action::Copy(c) => {
+                let snap = self.snapshot(run)?;
+                self.copy(c, &snap.path(), line)?;
+                self.commit(run, snap)?
+            }
+            Action::Run(r) => {
+                let snap = self.snapshot(run)?;
+                let events = &mut self.events;
+                let mut output = |data: &[u8]| {
+                    (events)(BuildEvent::Output {
+                        id,
+                        data: data.to_vec(),
+                    })
+                };
+                let code = self
+                    .runner
+                    .run(&snap.path(), r, &mut output)
+                    .map_err(|e| BuildError::at(line, e))?;
+                if code != 0 {
+                    // The snapshot is dropped: nothing of the failed step is kept.
+                    return Err(BuildError::RunFailed {
+                        line,
+                        command: r.args.join(" "),
+                        code,
+                    });
+                }
+                self.commit(run, snap)?
+            }
+        };
+        // A filesystem step that changed nothing is recorded as an empty layer.
+        run.state.record(d, with_layer, &created);
+        Ok(())
+    }
+
+    fn snapshot(&self, run: &StageRun) -> Result<hull_image::Snapshot, BuildError> {
+        self.store
+            .prepare_snapshot(run.layers.last().map(|(c, _)| c))
+            .map_err(Self::store_err)
+    }
+
+    /// Commits a snapshot as the stage's next layer; false when it changed nothing.
+    fn commit(&self, run: &mut StageRun, snap: hull_image::Snapshot) -> Result<bool, BuildError> {
+        let opts = DiffOptions {
+            clamp_mtime: self.req.source_date_epoch,
+        };
+        let Some(layer) = self
+            .store
+            .commit_snapshot(snap, &opts, &self.lease)
+            .map_err(Self::store_err)?
+        else {
+            return Ok(false);
+        };
+        run.state.config.rootfs.diff_ids.push(layer.diff_id.clone());
+        run.layers.push((
+            layer.chain_id,
+            Descriptor::new(media_type::OCI_LAYER, layer.blob, layer.size),
+        ));
+        Ok(true)
+    }
+
+    fn copy(&self, c: &CopyStep, rootfs: &Path, line: usize) -> Result<(), BuildError> {
+        let err = |e: String| BuildError::at(line, e);
+        let dest_is_dir = matches!(
+            hull_layer::probe_in_root(rootfs, &c.dest).map_err(|e| err(e.to_string()))?,
+            Some(hull_layer::PathKind::Dir)
+        );
+        let (uid, gid) = match &c.chown {
+            None => (0, 0),
+            Some(owner) => self.runner.resolve_owner(rootfs, owner).map_err(err)?,
+        };
+        let attrs = CopyAttrs {
+            uid,
+            gid,
+            mode: c
+                .chmod
+                .as_deref()
+                .map(parse_chmod)
+                .transpose()
+                .map_err(|e| err(e.to_string()))?,
+        };
+        match &c.from {
+            None => {
+                let empty;
+                let ctx = match &self.context {
+                    Some(ctx) => ctx,
+                    None if c
+                        .sources
+                        .iter()
+                        .all(|s| matches!(s, crate::step::CopySource::Inline { .. })) =>
+                    {
+                        empty = Context::list(rootfs).map_err(|e| err(e.to_string()))?;
+                        &empty
+                    }
+                    None => {
+                        return Err(err(
+                            "this step reads the build context, but the build has none".into(),
+                        ));
+                    }
+                };
+                let items = plan_copy(ctx, c, dest_is_dir).map_err(|e| err(e.to_string()))?;
+                copy_into(ctx, &items, &attrs, rootfs).map_err(|e| err(e.to_string()))
+            }
+            Some(from) => {
+                let chain = match self.stage_of(from) {
+                    Some(i) => self
+                        .built
+                        .get(&i)
+                        .and_then(|s| s.layers.last().map(|(c, _)| c.clone())),
+                    None => {
+                        let id = self.resolve_from_image(from, line)?;
+                        self.image_layers(&id)?.1.last().map(|(c, _)| c.clone())
+                    }
+                };
+                let view = self
+                    .store
+                    .prepare_snapshot(chain.as_ref())
+                    .map_err(Self::store_err)?;
+                let tree = Context::list(&view.path()).map_err(|e| err(e.to_string()))?;
+                let items = plan_copy(&tree, c, dest_is_dir).map_err(|e| err(e.to_string()))?;
+                copy_into(&tree, &items, &attrs, rootfs).map_err(|e| err(e.to_string()))
+            }
+        }
+    }
+}
+
+/// WORKDIR's directory, created (with its parents) inside the root and owned by the stage's
+/// user as Docker does.
+fn mkdir_in(rootfs: &Path, path: &str, user: &str, runner: &dyn RunExecutor) -> Result<(), String> {
+    if matches!(
+        hull_layer::probe_in_root(rootfs, path).map_err(|e| e.to_string())?,
+        Some(hull_layer::PathKind::Dir)
+    ) {
+        return Ok(());
+    }
+    let (uid, gid) = if user.is_empty() {
+        (0, 0)
+    } else {
+        runner.resolve_owner(rootfs, user)?
+    };
+    // A tar of one directory entry, unpacked inside the root: parents are made as needed.
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o755);
+    h.set_uid(u64::from(uid));
+    h.set_gid(u64::from(gid));
+    h.set_size(0);
+    h.set_mtime(0);
+    tar.append_data(
+        &mut h,
+        format!("{}/", path.trim_start_matches('/')),
+        std::io::empty(),
+    )
+    .map_err(|e| e.to_string())?;
+    let bytes = tar.into_inner().map_err(|e| e.to_string())?;
+    let opts = hull_layer::UnpackOptions::for_current_user(hull_layer::WhiteoutMode::Apply);
+    hull_layer::unpack(&bytes[..], rootfs, &opts).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn describe_inputs(inputs: &str) -> String {
+    if inputs.is_empty() {
+        "its instruction and parent".to_string()
+    } else {
+        let first: Vec<&str> = inputs.lines().take(3).collect();
+        format!("inputs {}", first.join(", "))
+    }
+}
+
+fn plan_line(df: &Dockerfile, index: usize) -> usize {
+    df.stages.get(index).map_or(0, |s| s.span.start)
+}
