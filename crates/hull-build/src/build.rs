@@ -32,15 +32,31 @@ use crate::error::BuildError;
 use crate::plan::{Base, BuildOptions, Plan};
 use crate::step::{Action, CopyStep, Dispatched, RunStep, StageState};
 
+/// A `RUN --mount` made concrete: what the container gets at `target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunMount {
+    /// A host directory or file (the build context's, another stage's, a cache directory).
+    Bind {
+        target: String,
+        source: PathBuf,
+        readonly: bool,
+    },
+    Tmpfs {
+        target: String,
+        size: Option<u64>,
+    },
+}
+
 /// Runs a RUN step's process in a container made from `rootfs`.
 pub trait RunExecutor: Sync {
-    /// Runs `step` with `rootfs` as its root filesystem (writable), passing everything it
-    /// writes to stdout and stderr to `output`. Returns the exit code (128 + signal for a
-    /// process killed by a signal).
+    /// Runs `step` with `rootfs` as its root filesystem (writable) and `mounts` on top,
+    /// passing everything it writes to stdout and stderr to `output`. Returns the exit code
+    /// (128 + signal for a process killed by a signal).
     fn run(
         &self,
         rootfs: &Path,
         step: &RunStep,
+        mounts: &[RunMount],
         output: &mut dyn FnMut(&[u8]),
     ) -> Result<i32, String>;
 
@@ -286,7 +302,12 @@ impl Builder<'_> {
         let (config, layers, key) = match &stage.base {
             Base::Scratch => {
                 let p = &stage.platform;
+                // BuildKit's empty image: only the default PATH.
                 let config = ImageConfig {
+                    config: Some(hull_oci::ContainerConfig {
+                        env: Some(vec![format!("PATH={}", crate::step::DEFAULT_PATH)]),
+                        ..hull_oci::ContainerConfig::default()
+                    }),
                     architecture: p.architecture.clone(),
                     os: p.os.clone(),
                     variant: p.variant.clone(),
@@ -355,13 +376,17 @@ impl Builder<'_> {
             .ok_or_else(|| BuildError::Store(format!("no stage {index}")))?;
         let name = planned.display_name();
         let mut run = self.base(plan, index)?;
-        let total = stage.instructions.len() + 1;
+        // The base's ONBUILD triggers run first, as if written right after FROM; the image
+        // built here does not inherit them.
+        let mut instructions = onbuild_triggers(&mut run.state, stage)?;
+        instructions.extend(stage.instructions.iter().cloned());
+        let total = instructions.len() + 1;
         let from_id = self.next_step(&name, 1, total, &stage.original);
         (self.events)(BuildEvent::Done {
             id: from_id,
             elapsed: Duration::ZERO,
         });
-        for (n, ins) in stage.instructions.iter().enumerate() {
+        for (n, ins) in instructions.iter().enumerate() {
             let id = self.next_step(&name, n + 2, total, &ins.original);
             let started = Instant::now();
             let d = run.state.dispatch(ins, &plan.globals, build_args)?;
@@ -440,9 +465,9 @@ impl Builder<'_> {
             Action::Copy(c) => match &c.from {
                 Some(from) => out.push_str(&format!("from {}", self.source_identity(from, line)?)),
                 None => {
-                    let ctx = self.context_or_err(line)?;
                     for s in &c.sources {
                         if let crate::step::CopySource::Path(p) = s {
+                            let ctx = self.context_or_err(line)?;
                             for rel in ctx
                                 .select(p)
                                 .map_err(|e| BuildError::at(line, e.to_string()))?
@@ -635,6 +660,22 @@ impl Builder<'_> {
             }
             Action::Run(r) => {
                 let snap = self.snapshot(run)?;
+                // Views of other stages bound in live as long as the run.
+                let mut views: Vec<hull_image::Snapshot> = Vec::new();
+                let mut scratch: Vec<tempfile::TempDir> = Vec::new();
+                let mut mounts = self.run_mounts(r, line, &mut views, &mut scratch)?;
+                // `RUN <<EOF` scripts with a `#!` line, read-only in /dev/pipes.
+                let _pipes = if r.pipes.is_empty() {
+                    None
+                } else {
+                    let dir = self.pipes_dir(r, line)?;
+                    mounts.push(RunMount::Bind {
+                        target: crate::step::PIPES_DIR.to_string(),
+                        source: dir.path().to_path_buf(),
+                        readonly: true,
+                    });
+                    Some(dir)
+                };
                 let events = &mut self.events;
                 let mut output = |data: &[u8]| {
                     (events)(BuildEvent::Output {
@@ -644,7 +685,7 @@ impl Builder<'_> {
                 };
                 let code = self
                     .runner
-                    .run(&snap.path(), r, &mut output)
+                    .run(&snap.path(), r, &mounts, &mut output)
                     .map_err(|e| BuildError::at(line, e))?;
                 if code != 0 {
                     // The snapshot is dropped: nothing of the failed step is kept.
@@ -660,6 +701,162 @@ impl Builder<'_> {
         // A filesystem step that changed nothing is recorded as an empty layer.
         run.state.record(d, with_layer, &created);
         Ok(())
+    }
+
+    /// Turns a RUN's `--mount`s into host paths: the context (read-only unless `rw`), a view
+    /// of another stage or image, a cache directory kept under the store root between builds,
+    /// or a tmpfs. Secrets and SSH agents are not supported yet: a `required` one is an error,
+    /// another is left out.
+    fn run_mounts(
+        &self,
+        r: &RunStep,
+        line: usize,
+        views: &mut Vec<hull_image::Snapshot>,
+        scratch: &mut Vec<tempfile::TempDir>,
+    ) -> Result<Vec<RunMount>, BuildError> {
+        let err = |m: String| BuildError::at(line, m);
+        let mut out = Vec::new();
+        for m in &r.mounts {
+            let target =
+                crate::step::join_path(&r.workdir, m.target.as_deref().unwrap_or_default());
+            match m.kind {
+                MountType::Bind => {
+                    let src = m.source.clone().unwrap_or_default();
+                    let source = match &m.from {
+                        None => {
+                            let ctx = self.context_or_err(line)?;
+                            let rel = ctx.resolve(&src, true).map_err(|e| err(e.to_string()))?;
+                            if m.readonly {
+                                ctx.root().join(rel)
+                            } else {
+                                // Writes to an `rw` bind are discarded (BuildKit mounts a
+                                // copy-on-write view): the process gets a copy, never the
+                                // user's own directory.
+                                let dir = self.scratch_dir("bind-", line)?;
+                                let copy = dir.path().join("src");
+                                copy_tree(ctx, &rel, &copy).map_err(|e| {
+                                    err(format!("copying {src} for an rw bind: {e}"))
+                                })?;
+                                scratch.push(dir);
+                                copy
+                            }
+                        }
+                        Some(from) => {
+                            let chain = match self.stage_of(from) {
+                                Some(i) => self
+                                    .built
+                                    .get(&i)
+                                    .and_then(|s| s.layers.last().map(|(c, _)| c.clone())),
+                                None => {
+                                    let id = self.resolve_from_image(from, line)?;
+                                    self.image_layers(&id)?.1.last().map(|(c, _)| c.clone())
+                                }
+                            };
+                            let view = self
+                                .store
+                                .prepare_snapshot(chain.as_ref())
+                                .map_err(Self::store_err)?;
+                            let tree =
+                                Context::list(&view.path()).map_err(|e| err(e.to_string()))?;
+                            let rel = tree.resolve(&src, true).map_err(|e| err(e.to_string()))?;
+                            let path = view.path().join(rel);
+                            views.push(view);
+                            path
+                        }
+                    };
+                    out.push(RunMount::Bind {
+                        target,
+                        source,
+                        readonly: m.readonly,
+                    });
+                }
+                MountType::Cache => {
+                    let id = m.id.clone().unwrap_or_else(|| target.clone());
+                    let dir = self
+                        .store
+                        .root()
+                        .join("build")
+                        .join("cache-mounts")
+                        .join(Digest::sha256_of(id.as_bytes()).hex());
+                    if !dir.is_dir() {
+                        std::fs::create_dir_all(&dir).map_err(|e| {
+                            err(format!("creating cache mount {}: {e}", dir.display()))
+                        })?;
+                        use std::os::unix::fs::PermissionsExt as _;
+                        let mode = m.mode.unwrap_or(0o755);
+                        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+                            .map_err(|e| err(format!("cache mount {}: {e}", dir.display())))?;
+                        if m.uid.is_some() || m.gid.is_some() {
+                            rustix::fs::chown(
+                                &dir,
+                                m.uid.map(rustix::fs::Uid::from_raw),
+                                m.gid.map(rustix::fs::Gid::from_raw),
+                            )
+                            .map_err(|e| err(format!("cache mount {}: {e}", dir.display())))?;
+                        }
+                    }
+                    out.push(RunMount::Bind {
+                        target,
+                        source: dir,
+                        readonly: m.readonly,
+                    });
+                }
+                MountType::Tmpfs => out.push(RunMount::Tmpfs {
+                    target,
+                    size: m.size,
+                }),
+                MountType::Secret | MountType::Ssh => {
+                    if m.required {
+                        return Err(err(format!(
+                            "{} mount {} is required, but hull build does not take secrets or SSH agents yet",
+                            m.kind.as_str(),
+                            m.id.as_deref().unwrap_or(&target)
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A temporary directory under the store root (removed when dropped), mode 0755.
+    fn scratch_dir(&self, prefix: &str, line: usize) -> Result<tempfile::TempDir, BuildError> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let parent = self.store.root().join("build").join("tmp");
+        let err = |e: std::io::Error| {
+            BuildError::at(
+                line,
+                format!("making a directory in {}: {e}", parent.display()),
+            )
+        };
+        std::fs::create_dir_all(&parent).map_err(err)?;
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&parent)
+            .map_err(err)?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .map_err(err)?;
+        Ok(dir)
+    }
+
+    /// A temporary directory holding a RUN's heredoc scripts (mode 0755).
+    fn pipes_dir(&self, r: &RunStep, line: usize) -> Result<tempfile::TempDir, BuildError> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let err =
+            |e: std::io::Error| BuildError::at(line, format!("writing a heredoc script: {e}"));
+        let dir = self.scratch_dir("pipes-", line)?;
+        for (name, body) in &r.pipes {
+            if name.contains('/') || name == ".." || name == "." {
+                return Err(BuildError::at(
+                    line,
+                    format!("invalid heredoc name {name:?}"),
+                ));
+            }
+            let path = dir.path().join(name);
+            std::fs::write(&path, body).map_err(err)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).map_err(err)?;
+        }
+        Ok(dir)
     }
 
     fn snapshot(&self, run: &StageRun) -> Result<hull_image::Snapshot, BuildError> {
@@ -727,7 +924,23 @@ impl Builder<'_> {
                         ));
                     }
                 };
-                let items = plan_copy(ctx, c, dest_is_dir).map_err(|e| err(e.to_string()))?;
+                // ADD unpacks local tar archives into the destination directory.
+                let (archives, rest) = if c.add && c.unpack != Some(false) {
+                    split_archives(ctx, c).map_err(|e| err(e.to_string()))?
+                } else {
+                    (Vec::new(), None)
+                };
+                let owner = c.chown.as_ref().map(|_| (uid, gid));
+                for a in &archives {
+                    crate::copy::extract_into(&ctx.root().join(a), &c.dest, owner, None, rootfs)
+                        .map_err(|e| err(e.to_string()))?;
+                }
+                let plain = match &rest {
+                    None => c,
+                    Some(r) if r.sources.is_empty() => return Ok(()),
+                    Some(r) => r,
+                };
+                let items = plan_copy(ctx, plain, dest_is_dir).map_err(|e| err(e.to_string()))?;
                 copy_into(ctx, &items, &attrs, rootfs).map_err(|e| err(e.to_string()))
             }
             Some(from) => {
@@ -753,6 +966,87 @@ impl Builder<'_> {
     }
 }
 
+/// Copies the context's `rel` (a file or a directory tree, as the scan saw it: symlinks as
+/// symlinks, modes kept) to `dest`.
+fn copy_tree(ctx: &Context, rel: &str, dest: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let one = |from: &str, e: &crate::context::Entry, to: &Path| -> std::io::Result<()> {
+        match &e.kind {
+            crate::context::EntryKind::Dir => std::fs::create_dir_all(to)?,
+            crate::context::EntryKind::File => {
+                std::fs::copy(ctx.root().join(from), to)?;
+            }
+            crate::context::EntryKind::Symlink(t) => std::os::unix::fs::symlink(t, to)?,
+        }
+        if matches!(e.kind, crate::context::EntryKind::File) {
+            std::fs::set_permissions(to, std::fs::Permissions::from_mode(e.mode))?;
+        }
+        Ok(())
+    };
+    // Directory modes last, so a read-only directory can be filled first.
+    let mut dirs: Vec<(PathBuf, u32)> = Vec::new();
+    let Some(top) = ctx.entry(rel) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{rel} is not in the build context"),
+        ));
+    };
+    one(rel, top, dest)?;
+    if matches!(top.kind, crate::context::EntryKind::Dir) {
+        dirs.push((dest.to_path_buf(), top.mode));
+    }
+    for (path, e) in ctx.below(rel) {
+        let below = path
+            .get(rel.len()..)
+            .unwrap_or_default()
+            .trim_start_matches('/');
+        let to = dest.join(below);
+        one(path, e, &to)?;
+        if matches!(e.kind, crate::context::EntryKind::Dir) {
+            dirs.push((to, e.mode));
+        }
+    }
+    for (d, mode) in dirs.iter().rev() {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(*mode))?;
+    }
+    Ok(())
+}
+
+/// ADD's sources that are local tar archives (their context paths), and the step with the
+/// others left (`None` when no source is an archive).
+fn split_archives(
+    ctx: &Context,
+    c: &CopyStep,
+) -> Result<(Vec<String>, Option<CopyStep>), crate::context::ContextError> {
+    let mut archives = Vec::new();
+    let mut rest = Vec::new();
+    for s in &c.sources {
+        let crate::step::CopySource::Path(p) = s else {
+            rest.push(s.clone());
+            continue;
+        };
+        let selected = ctx.select(p)?;
+        let (found, other): (Vec<String>, Vec<String>) = selected.into_iter().partition(|rel| {
+            matches!(
+                ctx.entry(rel).map(|e| &e.kind),
+                Some(crate::context::EntryKind::File)
+            ) && crate::copy::is_archive(&ctx.root().join(rel))
+        });
+        if found.is_empty() {
+            rest.push(s.clone());
+            continue;
+        }
+        archives.extend(found);
+        rest.extend(other.into_iter().map(crate::step::CopySource::Path));
+    }
+    if archives.is_empty() {
+        return Ok((archives, None));
+    }
+    let mut step = c.clone();
+    step.sources = rest;
+    Ok((archives, Some(step)))
+}
+
 /// WORKDIR's directory, created (with its parents) inside the root and owned by the stage's
 /// user as Docker does.
 fn mkdir_in(rootfs: &Path, path: &str, user: &str, runner: &dyn RunExecutor) -> Result<(), String> {
@@ -767,25 +1061,80 @@ fn mkdir_in(rootfs: &Path, path: &str, user: &str, runner: &dyn RunExecutor) -> 
     } else {
         runner.resolve_owner(rootfs, user)?
     };
-    // A tar of one directory entry, unpacked inside the root: parents are made as needed.
+    // A tar of the directories to make, unpacked inside the root. Every directory made is
+    // the user's, the missing parents too (BuildKit's `MkdirAllAndChown`).
     let mut tar = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(tar::EntryType::Directory);
-    h.set_mode(0o755);
-    h.set_uid(u64::from(uid));
-    h.set_gid(u64::from(gid));
-    h.set_size(0);
-    h.set_mtime(0);
-    tar.append_data(
-        &mut h,
-        format!("{}/", path.trim_start_matches('/')),
-        std::io::empty(),
-    )
-    .map_err(|e| e.to_string())?;
+    let mut prefix = String::new();
+    for comp in path.split('/').filter(|c| !c.is_empty()) {
+        prefix.push('/');
+        prefix.push_str(comp);
+        if hull_layer::probe_in_root(rootfs, &prefix)
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
+            continue;
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_uid(u64::from(uid));
+        h.set_gid(u64::from(gid));
+        h.set_size(0);
+        h.set_mtime(0);
+        tar.append_data(
+            &mut h,
+            format!("{}/", prefix.trim_start_matches('/')),
+            std::io::empty(),
+        )
+        .map_err(|e| e.to_string())?;
+    }
     let bytes = tar.into_inner().map_err(|e| e.to_string())?;
     let opts = hull_layer::UnpackOptions::for_current_user(hull_layer::WhiteoutMode::Apply);
     hull_layer::unpack(&bytes[..], rootfs, &opts).map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// Takes the base's `OnBuild` triggers out of the stage's config and parses each as the
+/// instruction it names, placed on the stage's `FROM` line (errors point there).
+fn onbuild_triggers(
+    state: &mut StageState,
+    stage: &hull_dockerfile::Stage,
+) -> Result<Vec<hull_dockerfile::Instruction>, BuildError> {
+    let Some(triggers) = state.config.config.as_mut().and_then(|c| c.on_build.take()) else {
+        return Ok(Vec::new());
+    };
+    let line = stage.span.start;
+    let mut out = Vec::with_capacity(triggers.len());
+    for t in triggers {
+        let bad = |m: String| {
+            BuildError::at(
+                line,
+                format!("invalid ONBUILD trigger {t:?} of the base image: {m}"),
+            )
+        };
+        let df = hull_dockerfile::parse(&format!("FROM scratch\n{t}\n"))
+            .map_err(|e| bad(e.to_string()))?;
+        let mut found = df
+            .stages
+            .into_iter()
+            .next()
+            .map(|s| s.instructions)
+            .unwrap_or_default();
+        if found.len() != 1 {
+            return Err(bad("expected one instruction".into()));
+        }
+        let Some(mut ins) = found.pop() else {
+            continue;
+        };
+        if matches!(ins.kind, hull_dockerfile::InstructionKind::Onbuild(_)) {
+            return Err(bad(
+                "chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into()
+            ));
+        }
+        ins.span = stage.span;
+        out.push(ins);
+    }
+    Ok(out)
 }
 
 fn describe_inputs(inputs: &str) -> String {

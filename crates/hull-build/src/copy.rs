@@ -11,13 +11,15 @@
 //! - several sources (or a wildcard matching several) need a destination ending with `/`;
 //! - everything copied is owned by `0:0` unless `--chown`, keeps its mode unless `--chmod`, and
 //!   keeps its modification time; symlinks are copied as symlinks;
-//! - `--exclude` patterns (`.dockerignore` syntax) leave matching sources out.
+//! - `--exclude` patterns (`.dockerignore` syntax) leave matching sources out: a source as
+//!   named in the context, and what lies inside a directory source by its path below that
+//!   directory (`--exclude=*.md` leaves out `dir/README.md` of `COPY dir /x`).
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hull_dockerfile::ignore::Matcher;
 use thiserror::Error;
@@ -190,7 +192,9 @@ pub fn plan_copy(
                             .get(rel.len()..)
                             .unwrap_or_default()
                             .trim_start_matches('/');
-                        if excluded(path) {
+                        // Inside a directory source, patterns match the path below that
+                        // directory (BuildKit's copier matches from the source's root).
+                        if excluded(below) {
                             continue;
                         }
                         push(item(join(&base, below), path, e), &mut items);
@@ -315,6 +319,166 @@ pub fn copy_into(
     })
 }
 
+/// Whether `path` is a tar archive ADD unpacks: plain, gzip or zstd compressed (the formats
+/// `hull_layer` reads), told by its first header block having a valid checksum.
+pub fn is_archive(path: &Path) -> bool {
+    let Ok(f) = fs::File::open(path) else {
+        return false;
+    };
+    let Ok((_, mut r)) = hull_layer::decompress_detected(f) else {
+        return false;
+    };
+    let mut block = [0u8; 512];
+    if io::Read::read_exact(&mut r, &mut block).is_err() {
+        return false;
+    }
+    let header = tar::Header::from_byte_slice(&block);
+    let Ok(stored) = header.cksum() else {
+        return false;
+    };
+    // The checksum counts the checksum field itself as spaces.
+    let sum: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                u32::from(b' ')
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    stored == sum && block.iter().any(|b| *b != 0)
+}
+
+/// The tar stream of archive `archive` with every path moved under `dest` (relative to the
+/// root filesystem), hard link targets too; `owner` replaces the entries' owners (`--chown`,
+/// as BuildKit applies it to unpacked archives since v0.23), `mode` their permission bits.
+pub fn write_archive_tar<W: Write>(
+    archive: &Path,
+    dest: &str,
+    owner: Option<(u32, u32)>,
+    mode: Option<u32>,
+    out: W,
+) -> Result<(), CopyError> {
+    let read_err = |source| CopyError::Read {
+        path: archive.display().to_string(),
+        source,
+    };
+    let f = fs::File::open(archive).map_err(read_err)?;
+    let (_, r) = hull_layer::decompress_detected(f).map_err(read_err)?;
+    let mut ar = tar::Archive::new(r);
+    let mut b = tar::Builder::new(out);
+    let under = |p: &Path| -> Option<String> {
+        let mut parts: Vec<String> = Vec::new();
+        for c in p.components() {
+            match c {
+                std::path::Component::Normal(n) => parts.push(n.to_str()?.to_string()),
+                std::path::Component::ParentDir => {
+                    parts.pop()?;
+                }
+                _ => {}
+            }
+        }
+        let rel = parts.join("/");
+        Some(match (dest.trim_matches('/'), rel.as_str()) {
+            ("", r) => r.to_string(),
+            (d, "") => d.to_string(),
+            (d, r) => format!("{d}/{r}"),
+        })
+    };
+    // The destination directory itself, as Docker makes it (0755, root unless --chown); an
+    // archive's `./` entry then gives it that entry's metadata.
+    if !dest.trim_matches('/').is_empty() {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        let (uid, gid) = owner.unwrap_or((0, 0));
+        h.set_uid(u64::from(uid));
+        h.set_gid(u64::from(gid));
+        h.set_size(0);
+        h.set_mtime(0);
+        b.append_data(&mut h, format!("{}/", dest.trim_matches('/')), io::empty())
+            .map_err(CopyError::Write)?;
+    }
+    for entry in ar.entries().map_err(read_err)? {
+        let mut entry = entry.map_err(read_err)?;
+        let path = entry.path().map_err(read_err)?.into_owned();
+        let Some(target) = under(&path) else {
+            // `..` climbing above the archive's root: left out, as Docker's untar refuses it.
+            continue;
+        };
+        if target.is_empty() && dest.trim_matches('/').is_empty() {
+            // The archive's `./` over the root directory: the root keeps its metadata.
+            continue;
+        }
+        let mut h = entry.header().clone();
+        if let Some((uid, gid)) = owner {
+            h.set_uid(u64::from(uid));
+            h.set_gid(u64::from(gid));
+        }
+        if let Some(m) = mode {
+            h.set_mode(m);
+        }
+        let kind = h.entry_type();
+        if kind.is_hard_link() || kind.is_symlink() {
+            let link = entry
+                .link_name()
+                .map_err(read_err)?
+                .map(|l| l.into_owned())
+                .unwrap_or_default();
+            let link = if kind.is_hard_link() {
+                match under(&link) {
+                    Some(l) => PathBuf::from(l),
+                    None => continue,
+                }
+            } else {
+                link
+            };
+            h.set_size(0);
+            b.append_link(&mut h, &target, &link)
+                .map_err(CopyError::Write)?;
+        } else if kind.is_dir() {
+            b.append_data(&mut h, format!("{target}/"), io::empty())
+                .map_err(CopyError::Write)?;
+        } else if kind.is_pax_global_extensions()
+            || kind.is_pax_local_extensions()
+            || kind.is_gnu_longname()
+            || kind.is_gnu_longlink()
+        {
+            continue;
+        } else {
+            b.append_data(&mut h, &target, &mut entry)
+                .map_err(CopyError::Write)?;
+        }
+    }
+    b.into_inner()
+        .and_then(|mut w| w.flush())
+        .map_err(CopyError::Write)
+}
+
+/// Unpacks archive `archive` into `dest` inside the root filesystem at `rootfs`, confined to
+/// it as COPY is.
+pub fn extract_into(
+    archive: &Path,
+    dest: &str,
+    owner: Option<(u32, u32)>,
+    mode: Option<u32>,
+    rootfs: &Path,
+) -> Result<(), CopyError> {
+    let (reader, writer) = io::pipe().map_err(CopyError::Write)?;
+    let opts = hull_layer::UnpackOptions::for_current_user(hull_layer::WhiteoutMode::Apply);
+    std::thread::scope(|s| {
+        let producer = s.spawn(move || write_archive_tar(archive, dest, owner, mode, writer));
+        let unpacked = hull_layer::unpack(reader, rootfs, &opts)
+            .map_err(|e| CopyError::Write(io::Error::other(e.to_string())));
+        let produced = producer
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        produced.and(unpacked.map(|_| ()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,7 +569,7 @@ mod tests {
             ["p/src/sub/b.txt"]
         );
         let mut s = step(&["src"], "/e");
-        s.exclude = vec!["src/sub".into()];
+        s.exclude = vec!["sub".into()];
         assert_eq!(dests(&plan_copy(&c, &s, false).unwrap()), ["e", "e/a.txt"]);
         // missing and escaping sources
         assert!(matches!(
@@ -453,6 +617,60 @@ mod tests {
         assert_eq!(
             (md.uid(), md.gid(), md.mode() & 0o7777),
             (1000, 1000, 0o600)
+        );
+    }
+
+    #[test]
+    fn archives_are_told_from_other_files_and_moved_under_the_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o640);
+        h.set_uid(5);
+        h.set_gid(6);
+        h.set_size(2);
+        b.append_data(&mut h, "a/f", &b"f\n"[..]).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Link);
+        h.set_size(0);
+        b.append_link(&mut h, "a/hard", "a/f").unwrap();
+        let tar = b.into_inner().unwrap();
+        let plain = dir.path().join("t.tar");
+        fs::write(&plain, &tar).unwrap();
+        let gz = dir.path().join("t.tgz");
+        let mut z = Vec::new();
+        hull_layer::compress(&tar[..], &mut z, hull_layer::Compression::Gzip, None).unwrap();
+        fs::write(&gz, z).unwrap();
+        let text = dir.path().join("t.txt");
+        fs::write(&text, "just text, long enough to fill a block? no").unwrap();
+        assert!(is_archive(&plain));
+        assert!(is_archive(&gz));
+        assert!(!is_archive(&text));
+        assert!(!is_archive(&dir.path().join("missing")));
+
+        let mut out = Vec::new();
+        write_archive_tar(&gz, "/opt/x/", Some((7, 8)), None, &mut out).unwrap();
+        let mut ar = tar::Archive::new(&out[..]);
+        let got: Vec<(String, u64, Option<String>)> = ar
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().uid().unwrap(),
+                    e.link_name().unwrap().map(|l| l.display().to_string()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("opt/x/".to_string(), 7, None),
+                ("opt/x/a/f".to_string(), 7, None),
+                ("opt/x/a/hard".to_string(), 7, Some("opt/x/a/f".to_string())),
+            ]
         );
     }
 

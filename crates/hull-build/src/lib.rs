@@ -19,6 +19,6 @@ pub mod plan;
 pub mod step;
 
 pub use args::{BuildArgs, StageVars};
-pub use build::{BuildEvent, BuildRequest, BuildResult, ImageSource, RunExecutor, build};
+pub use build::{BuildEvent, BuildRequest, BuildResult, ImageSource, RunExecutor, RunMount, build};
 pub use error::BuildError;
 pub use plan::{Base, BuildOptions, Plan, PlannedStage};

@@ -23,6 +23,9 @@ use crate::error::BuildError;
 /// The comment BuildKit puts on each history entry it writes.
 pub const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
 
+/// The `PATH` of a stage without one (BuildKit's default on Linux).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// The default shell of shell-form commands on Linux.
 pub fn default_shell() -> Vec<String> {
     vec!["/bin/sh".to_string(), "-c".to_string()]
@@ -40,8 +43,64 @@ pub struct RunStep {
     pub workdir: String,
     pub mounts: Vec<Mount>,
     pub network: NetworkMode,
-    /// Heredoc files a shell-form command reads (`RUN <<EOF`): (fd, content).
+    /// Heredoc files a shell-form command reads (`RUN <<EOF`): (fd, content). They are
+    /// already part of `args` (see [`heredoc_script`]); kept for the cache key.
     pub heredocs: Vec<(u32, String)>,
+    /// Files the process finds read-only in `/dev/pipes/` (name, content), mode 0755: a
+    /// `RUN <<EOF` whose body starts with `#!` runs `/dev/pipes/EOF`, as BuildKit does.
+    pub pipes: Vec<(String, String)>,
+}
+
+/// Where a `RUN <<EOF` script with a `#!` line is mounted.
+pub const PIPES_DIR: &str = "/dev/pipes";
+
+/// The shell script of a shell-form RUN with heredocs, BuildKit's way:
+/// - a command that is only one heredoc (`RUN <<EOF`) runs the body as the script (a body
+///   starting with `#!` is written to `/dev/pipes/NAME` and that file is run instead);
+/// - otherwise the command line and each body with its delimiter are joined into one script,
+///   so the shell itself feeds every body to its file descriptor (`cat <<EOF`, `3<<EOF`).
+///
+/// The body is never expanded by the builder: the shell that runs it does that.
+pub fn heredoc_script(
+    command: &str,
+    heredocs: &[hull_dockerfile::Heredoc],
+    pipes: &mut Vec<(String, String)>,
+) -> String {
+    let [only] = heredocs else {
+        return join_heredocs(command, heredocs);
+    };
+    if !is_lone_heredoc(command, &only.name) {
+        return join_heredocs(command, heredocs);
+    }
+    let body = only.content().into_owned();
+    if body.starts_with("#!") {
+        pipes.push((only.name.clone(), body));
+        return format!("{PIPES_DIR}/{}", only.name);
+    }
+    body
+}
+
+fn join_heredocs(command: &str, heredocs: &[hull_dockerfile::Heredoc]) -> String {
+    let mut full = command.to_string();
+    for h in heredocs {
+        full.push('\n');
+        full.push_str(&h.raw_content);
+        full.push_str(&h.name);
+    }
+    full
+}
+
+/// Whether `command` is nothing but a heredoc marker (`<<EOF`, `<<-"EOF"`, `3<<EOF`).
+fn is_lone_heredoc(command: &str, name: &str) -> bool {
+    let rest = command
+        .trim()
+        .trim_start_matches(|c: char| c.is_ascii_digit());
+    let Some(rest) = rest.strip_prefix("<<") else {
+        return false;
+    };
+    let rest = rest.strip_prefix('-').unwrap_or(rest).trim_start();
+    let unquoted: String = rest.chars().filter(|c| *c != '"' && *c != '\'').collect();
+    !rest.contains('<') && unquoted == name
 }
 
 /// A COPY or ADD step, resolved.
@@ -164,10 +223,7 @@ impl StageState {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         if !env.iter().any(|e| e.starts_with("PATH=")) {
-            env.insert(
-                0,
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
-            );
+            env.insert(0, format!("PATH={DEFAULT_PATH}"));
         }
         for (k, v) in self.vars.run_only_args() {
             env.push(format!("{k}={v}"));
@@ -375,11 +431,12 @@ impl StageState {
                 }
             }
             InstructionKind::Run(r) => {
+                let mut pipes = Vec::new();
                 let args = match &r.command {
                     Command::Exec(a) => a.clone(),
                     Command::Shell(s) => {
                         let mut a = self.shell();
-                        a.push(s.clone());
+                        a.push(heredoc_script(s, &r.heredocs, &mut pipes));
                         a
                     }
                 };
@@ -413,6 +470,7 @@ impl StageState {
                     mounts,
                     network: r.network.unwrap_or(NetworkMode::Default),
                     heredocs,
+                    pipes,
                 };
                 Dispatched {
                     created_by: format!("RUN {prefix}{}", step.args.join(" ")),
@@ -878,6 +936,42 @@ mod tests {
         assert!(
             err.starts_with("Dockerfile:2: ADD https://example.com/x.tgz: remote sources"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn run_heredocs_become_the_shell_script_as_buildkit_makes_it() {
+        let (_, d) = run(
+            "FROM base\nRUN <<EOF\necho $HOME\nEOF\nRUN <<-EOF\n#!/bin/sh\n\techo x\nEOF\nRUN cat <<EOF > /a && cat 3<<'RAW' <&3\nbody $X\nEOF\nraw\nRAW\n",
+            ImageConfig::default(),
+            &[],
+        );
+        let Action::Run(r) = &d[0].action else {
+            panic!("{d:?}")
+        };
+        // the body alone is the script, unexpanded
+        assert_eq!(r.args, vec!["/bin/sh", "-c", "echo $HOME\n"]);
+        assert!(r.pipes.is_empty());
+        // a #! body is a file in /dev/pipes, tabs stripped for <<-
+        let Action::Run(r) = &d[1].action else {
+            panic!("{d:?}")
+        };
+        assert_eq!(r.args, vec!["/bin/sh", "-c", "/dev/pipes/EOF"]);
+        assert_eq!(
+            r.pipes,
+            vec![("EOF".to_string(), "#!/bin/sh\necho x\n".to_string())]
+        );
+        // a command with heredocs: command line, bodies and delimiters, for the shell
+        let Action::Run(r) = &d[2].action else {
+            panic!("{d:?}")
+        };
+        assert_eq!(
+            r.args,
+            vec![
+                "/bin/sh",
+                "-c",
+                "cat <<EOF > /a && cat 3<<'RAW' <&3\nbody $X\nEOF\nraw\nRAW"
+            ]
         );
     }
 

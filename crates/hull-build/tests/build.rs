@@ -23,6 +23,7 @@ impl RunExecutor for Chroot {
         &self,
         rootfs: &Path,
         step: &RunStep,
+        _mounts: &[hull_build::RunMount],
         output: &mut dyn FnMut(&[u8]),
     ) -> Result<i32, String> {
         let mut cmd = Command::new("/usr/sbin/chroot");

@@ -100,7 +100,7 @@ fn child_process() {
                 while pos < BLOB_SIZE {
                     let end = (pos - pos % CHUNK + CHUNK).min(BLOB_SIZE);
                     w.write_all(&content(pos, end)).unwrap();
-                    if end % (1 << 20) == 0 {
+                    if end.is_multiple_of(1 << 20) {
                         w.sync().unwrap();
                     }
                     pos = end;

@@ -18,6 +18,7 @@ mod blob;
 mod client;
 pub mod credentials;
 mod error;
+pub mod search;
 mod upload;
 
 pub use auth::{Challenge, parse_www_authenticate};

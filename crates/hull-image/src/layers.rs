@@ -238,8 +238,16 @@ impl Store {
         if !is_mountpoint(&target) {
             return Ok(false);
         }
-        rustix::mount::unmount(target.as_path(), rustix::mount::UnmountFlags::empty())
-            .map_err(|e| ImageError::io(&target, e.into()))?;
+        match rustix::mount::unmount(target.as_path(), rustix::mount::UnmountFlags::empty()) {
+            Ok(()) => {}
+            // Still in use (a process reading it, or one that was forked with a copy of this
+            // mount table at a bad moment): detach it now; the kernel drops it when unused.
+            Err(rustix::io::Errno::BUSY) => {
+                rustix::mount::unmount(target.as_path(), rustix::mount::UnmountFlags::DETACH)
+                    .map_err(|e| ImageError::io(&target, e.into()))?;
+            }
+            Err(e) => return Err(ImageError::io(&target, e.into())),
+        }
         let _ = fs_err::remove_dir(&target);
         Ok(true)
     }

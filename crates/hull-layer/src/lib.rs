@@ -38,7 +38,7 @@ mod write;
 
 pub use compression::{Compression, compress, decompress, decompress_detected, detect_compression};
 pub use error::LayerError;
-pub use root::{PathKind, probe_in_root};
 pub use export::{LayerSource, export_flattened};
+pub use root::{PathKind, probe_in_root};
 pub use unpack::{UnpackOptions, UnpackStats, WhiteoutMode, unpack};
 pub use write::{DiffOptions, write_layer_diff, write_tar_from_dir};

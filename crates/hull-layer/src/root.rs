@@ -433,8 +433,9 @@ pub enum PathKind {
 /// nothing is there.
 pub fn probe_in_root(root: &Path, path: &str) -> io::Result<Option<PathKind>> {
     let r = Root::open(root)?;
-    let cleaned = names::clean(path.as_bytes())
-        .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, format!("path {path:?} {why}")))?;
+    let cleaned = names::clean(path.as_bytes()).map_err(|why| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("path {path:?} {why}"))
+    })?;
     match r.resolve_dir(&cleaned, OFlags::PATH) {
         Ok(_) => Ok(Some(PathKind::Dir)),
         Err(Errno::NOTDIR) => {
@@ -474,7 +475,10 @@ mod probe_tests {
         assert_eq!(probe_in_root(r, "etc/file/x").unwrap(), None);
         assert_eq!(probe_in_root(r, "missing").unwrap(), None);
         // the link to /etc is the root's /etc, not the host's
-        assert_eq!(probe_in_root(r, "link/conf.d").unwrap(), Some(PathKind::Dir));
+        assert_eq!(
+            probe_in_root(r, "link/conf.d").unwrap(),
+            Some(PathKind::Dir)
+        );
         assert_eq!(probe_in_root(r, "link/passwd").unwrap(), None);
         // ../ never leads out: up is the root's own /tmp, missing until made
         assert_eq!(probe_in_root(r, "up").unwrap(), None);

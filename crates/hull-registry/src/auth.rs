@@ -1,6 +1,8 @@
 //! HTTP basic authentication against an htpasswd file (bcrypt entries only, as distribution's
-//! `auth.htpasswd` accepts): every request, `/v2/` included, must carry valid credentials, or
-//! gets `401 UNAUTHORIZED` with a `WWW-Authenticate: Basic` challenge.
+//! `auth.htpasswd` accepts): every request but `/metrics`, `/v2/` included, must carry valid
+//! credentials, or gets `401 UNAUTHORIZED` with a `WWW-Authenticate: Basic` challenge.
+//! ([`crate::token`] uses the same users for Docker's token flow, where the token endpoint
+//! checks the credentials and `/v2/` wants signed tokens instead.)
 //!
 //! bcrypt is slow on purpose (tens of milliseconds per check), and clients send credentials
 //! with every request: a successful check is remembered, keyed by a SHA-256 over user, password
@@ -110,10 +112,19 @@ impl BasicAuth {
 
     /// Whether an `Authorization` header value names a user with the right password.
     pub async fn check(&self, authorization: Option<&str>) -> bool {
-        let Some((user, pass)) = authorization.and_then(decode_basic) else {
-            return false;
-        };
-        let Some(hash) = self.htpasswd.users.get(&user).cloned() else {
+        self.authenticate(authorization).await.is_some()
+    }
+
+    /// The user an `Authorization: Basic` header names, if the password is right.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Option<String> {
+        let (user, pass) = authorization.and_then(decode_basic)?;
+        self.check_password(&user, &pass).await.then_some(user)
+    }
+
+    /// Whether `pass` is `user`'s password. bcrypt's comparison is constant-time; the cache
+    /// is keyed by a SHA-256 over the secret, so a lookup reveals nothing through timing.
+    pub async fn check_password(&self, user: &str, pass: &str) -> bool {
+        let Some(hash) = self.htpasswd.users.get(user).cloned() else {
             return false;
         };
         let key = Digest::sha256_of(format!("{user}\0{pass}\0{hash}").as_bytes());
@@ -125,6 +136,7 @@ impl BasicAuth {
         {
             return true;
         }
+        let pass = pass.to_string();
         let ok = tokio::task::spawn_blocking(move || bcrypt::verify(pass, &hash).unwrap_or(false))
             .await
             .unwrap_or(false);

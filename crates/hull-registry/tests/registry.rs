@@ -5,8 +5,20 @@
 // Test helpers: a failed step should panic with its value.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+#[path = "registry/hostile.rs"]
+mod hostile;
+#[path = "registry/metrics.rs"]
+mod metrics;
+#[path = "registry/proxy.rs"]
+mod proxy;
+#[path = "registry/s3.rs"]
+mod s3;
+#[path = "registry/search.rs"]
+mod search;
 #[path = "registry/support.rs"]
 mod support;
+#[path = "registry/token.rs"]
+mod token;
 
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
@@ -89,105 +101,6 @@ fn skopeo_round_trips_every_fixture_over_object_storage() {
         );
         let m = std::fs::read(copy.join("manifest.json")).unwrap();
         assert_eq!(Digest::sha256_of(&m), digest, "{reference}");
-    }
-}
-
-/// An S3 server (`s3s-fs`, `cargo install s3s-fs --version 0.14.1 --features binary`) on a free
-/// loopback port with one bucket, `hull`; killed on drop.
-#[cfg(feature = "s3")]
-struct S3Server {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-#[cfg(feature = "s3")]
-impl S3Server {
-    fn start(bin: &std::path::Path) -> S3Server {
-        let _ports = ports_exclusive();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("hull")).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", "hull", "--secret-key", "hull-secret"])
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        S3Server {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn store(&self) -> Arc<dyn object_store::ObjectStore> {
-        Arc::new(
-            object_store::aws::AmazonS3Builder::new()
-                .with_endpoint(format!("http://127.0.0.1:{}", self.port))
-                .with_allow_http(true)
-                .with_region("us-east-1")
-                .with_bucket_name("hull")
-                .with_access_key_id("hull")
-                .with_secret_access_key("hull-secret")
-                .build()
-                .unwrap(),
-        )
-    }
-}
-
-#[cfg(feature = "s3")]
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-#[cfg(feature = "s3")]
-#[test]
-fn s3_storage_passes_the_shared_suite_and_serves_skopeo() {
-    let bin = hull_test::require_bin!("s3s-fs", "s3s-fs");
-    let s3 = S3Server::start(&bin);
-    let store = s3.store();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(suite::run(|| {
-        let store = Arc::clone(&store);
-        async move {
-            let s: Arc<dyn RegistryStorage> = Arc::new(ObjectStorage::new(store, "suite"));
-            Ok(s)
-        }
-    }))
-    .unwrap();
-    drop(rt);
-    hull_test::require_bin!("skopeo", "skopeo");
-    let server = TestServer::start_on(Arc::new(ObjectStorage::new(s3.store(), "registry")));
-    let pushed = fixtures::push_all(&server.host()).unwrap();
-    for name in FixtureName::ALL {
-        let reference = pushed.get(name);
-        let (layout, tag) = fixtures::layout(name).unwrap();
-        if !name.is_docker() {
-            assert_eq!(
-                remote_digest(reference),
-                layout_digest(&layout, &tag),
-                "{reference}"
-            );
-        }
     }
 }
 

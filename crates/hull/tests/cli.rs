@@ -11,6 +11,8 @@ mod archive;
 mod auth;
 #[path = "cli/basics.rs"]
 mod basics;
+#[path = "cli/build.rs"]
+mod build;
 #[path = "cli/commands.rs"]
 mod commands;
 #[path = "cli/crash.rs"]
@@ -21,5 +23,11 @@ mod pull;
 mod push;
 #[path = "cli/rootless.rs"]
 mod rootless;
+#[path = "cli/search.rs"]
+mod search;
+#[path = "cli/serve.rs"]
+mod serve;
+#[path = "cli/serve_modes.rs"]
+mod serve_modes;
 #[path = "cli/support.rs"]
 mod support;

@@ -88,6 +88,18 @@ pub(super) async fn get(
     is_head: bool,
 ) -> Result<Response, ApiError> {
     let digest = parse_digest(d)?;
+    if let Some(p) = &reg.inner.proxy
+        && let Some(size) = p.cache_blob(reg.storage(), name, &digest, !is_head).await?
+    {
+        // A HEAD of a blob the mirror has not fetched: the upstream's answer.
+        let mut resp = StatusCode::OK.into_response();
+        resp.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+        set_header(&mut resp, "content-type", "application/octet-stream");
+        set_header(&mut resp, CONTENT_DIGEST_HEADER, &digest.to_string());
+        set_header(&mut resp, "etag", &format!("\"{digest}\""));
+        return Ok(resp);
+    }
     if !linked(reg, name, &digest).await? {
         return Err(blob_unknown(name, &digest));
     }
@@ -139,6 +151,7 @@ pub(super) async fn get(
 
 pub(super) async fn delete(reg: &Registry, name: &RepoName, d: &str) -> Result<Response, ApiError> {
     reg.check_delete()?;
+    check_not_proxy(reg)?;
     let digest = parse_digest(d)?;
     // Only the repository's link goes: other repositories may share the blob, and unreferenced
     // blobs are garbage collection's to remove.
@@ -150,6 +163,14 @@ pub(super) async fn delete(reg: &Registry, name: &RepoName, d: &str) -> Result<R
         return Err(blob_unknown(name, &digest));
     }
     Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// Refuses writes in pull-through cache mode.
+pub(super) fn check_not_proxy(reg: &Registry) -> Result<(), ApiError> {
+    match reg.inner.proxy {
+        Some(_) => Err(crate::proxy::writes_refused()),
+        None => Ok(()),
+    }
 }
 
 /// Records that the repository holds the blob.
@@ -194,6 +215,7 @@ pub(super) async fn start_upload(
     body: &mut Option<Body>,
 ) -> Result<Response, ApiError> {
     reg.check_writable()?;
+    check_not_proxy(reg)?;
     let storage = reg.storage_ref();
     if let Some(m) = query.get("mount") {
         let digest = parse_digest(m)?;
@@ -321,6 +343,7 @@ pub(super) async fn patch_upload(
     body: &mut Option<Body>,
 ) -> Result<Response, ApiError> {
     reg.check_writable()?;
+    check_not_proxy(reg)?;
     let (id, size) = session(reg, name, id).await?;
     let size = append(reg, &id, size, headers, body).await?;
     Ok(upload_response(StatusCode::ACCEPTED, name, &id, size))
@@ -335,6 +358,7 @@ pub(super) async fn finish_upload(
     body: &mut Option<Body>,
 ) -> Result<Response, ApiError> {
     reg.check_writable()?;
+    check_not_proxy(reg)?;
     let (id, size) = session(reg, name, id).await?;
     let digest = parse_digest(query.get("digest").ok_or_else(|| {
         ApiError::new(
@@ -375,6 +399,7 @@ pub(super) async fn cancel_upload(
     id: &str,
 ) -> Result<Response, ApiError> {
     reg.check_writable()?;
+    check_not_proxy(reg)?;
     let (id, _) = session(reg, name, id).await?;
     let storage = reg.storage_ref();
     storage.upload_abort(&id).await?;

@@ -83,9 +83,18 @@ pub(super) async fn get(
     r: &str,
     is_head: bool,
 ) -> Result<Response, ApiError> {
-    let digest = match parse_reference(r)? {
-        ManifestRef::Digest(d) => d,
-        ManifestRef::Tag(t) => resolve_tag(reg, name, &t)
+    let proxy = reg.inner.proxy.as_deref();
+    let digest = match (parse_reference(r)?, proxy) {
+        (ManifestRef::Digest(d), None) => d,
+        (ManifestRef::Digest(d), Some(p)) => {
+            p.cache_manifest(reg.storage_ref(), name, &d).await?;
+            d
+        }
+        (ManifestRef::Tag(t), None) => resolve_tag(reg, name, &t)
+            .await?
+            .ok_or_else(|| unknown(name, r))?,
+        (ManifestRef::Tag(t), Some(p)) => p
+            .resolve_tag(reg.storage_ref(), name, &t)
             .await?
             .ok_or_else(|| unknown(name, r))?,
     };
@@ -153,6 +162,7 @@ pub(super) async fn put(
     body: &mut Option<Body>,
 ) -> Result<Response, ApiError> {
     reg.check_writable()?;
+    super::blobs::check_not_proxy(reg)?;
     let reference = parse_reference(r)?;
     let limit = reg.config().max_manifest_size;
     let too_large = || {
@@ -300,6 +310,7 @@ pub(super) async fn put(
 
 pub(super) async fn delete(reg: &Registry, name: &RepoName, r: &str) -> Result<Response, ApiError> {
     reg.check_delete()?;
+    super::blobs::check_not_proxy(reg)?;
     let storage = reg.storage_ref();
     match parse_reference(r)? {
         ManifestRef::Tag(t) => {

@@ -25,8 +25,10 @@ use tracing::instrument::WithSubscriber as _;
 
 use crate::auth::BasicAuth;
 use crate::error::{ApiError, ErrorCode};
+use crate::metrics::{Metrics, MetricsConfig, Tracker};
 use crate::names::RepoName;
 use crate::storage::{ByteStream, RegistryStorage};
+use crate::token::{Access, BearerError, TokenAuth};
 
 /// How long graceful shutdown waits for requests in flight before dropping them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -69,6 +71,11 @@ struct Inner {
     storage: Arc<dyn RegistryStorage>,
     config: RegistryConfig,
     auth: Option<BasicAuth>,
+    /// Docker token auth; when set, basic auth is not used on `/v2/`.
+    token: Option<TokenAuth>,
+    metrics: Option<Metrics>,
+    /// Pull-through cache mode: the upstream this registry mirrors.
+    proxy: Option<Arc<crate::proxy::Proxy>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -83,6 +90,11 @@ impl std::fmt::Debug for Registry {
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub SocketAddr);
 
+/// Marks a request that came over TLS, put in its extensions by [`serve_tls`] (token realms
+/// derived from the `Host` header then say `https`).
+#[derive(Clone, Copy, Debug)]
+pub struct Https;
+
 /// Builds a [`Registry`]: storage first, then each optional part; every front end and test
 /// configures a registry through this one path.
 #[derive(Clone)]
@@ -90,6 +102,10 @@ pub struct RegistryBuilder {
     storage: Arc<dyn RegistryStorage>,
     config: RegistryConfig,
     auth: Option<BasicAuth>,
+    /// Docker token auth; when set, basic auth is not used on `/v2/`.
+    token: Option<TokenAuth>,
+    metrics: Option<Metrics>,
+    proxy: Option<Arc<crate::proxy::Proxy>>,
 }
 
 impl RegistryBuilder {
@@ -105,12 +121,35 @@ impl RegistryBuilder {
         self
     }
 
+    /// Makes the registry a pull-through cache of `proxy`'s upstream when given: pulls are
+    /// served from storage or fetched from the upstream and stored, writes are refused.
+    pub fn proxy(mut self, proxy: Option<crate::proxy::Proxy>) -> RegistryBuilder {
+        self.proxy = proxy.map(Arc::new);
+        self
+    }
+
+    /// Requires Docker token auth when `token` is given: `/token` issues tokens, `/v2/` wants
+    /// them, and basic auth (if also set) is not used.
+    pub fn token_auth(mut self, token: Option<TokenAuth>) -> RegistryBuilder {
+        self.token = token;
+        self
+    }
+
+    /// Serves `/metrics` unless `config` turns it off (default: on).
+    pub fn metrics(mut self, config: MetricsConfig) -> RegistryBuilder {
+        self.metrics = config.enabled.then(Metrics::new);
+        self
+    }
+
     pub fn build(self) -> Registry {
         Registry {
             inner: Arc::new(Inner {
                 storage: self.storage,
                 config: self.config,
                 auth: self.auth,
+                token: self.token,
+                metrics: self.metrics,
+                proxy: self.proxy,
             }),
         }
     }
@@ -128,6 +167,9 @@ impl Registry {
             storage,
             config: RegistryConfig::default(),
             auth: None,
+            token: None,
+            metrics: Some(Metrics::new()),
+            proxy: None,
         }
     }
 
@@ -137,6 +179,16 @@ impl Registry {
 
     pub fn config(&self) -> &RegistryConfig {
         &self.inner.config
+    }
+
+    /// The metrics `/metrics` serves, when on.
+    pub fn metrics(&self) -> Option<&Metrics> {
+        self.inner.metrics.as_ref()
+    }
+
+    /// The token auth, when on.
+    pub fn token_auth(&self) -> Option<&TokenAuth> {
+        self.inner.token.as_ref()
     }
 
     /// The HTTP application: every `/v2/` endpoint of distribution-spec 1.1.
@@ -228,26 +280,17 @@ async fn handle(State(reg): State<Registry>, req: Request) -> Response {
     let method = req.method().clone();
     let uri = req.uri().clone();
     let peer = req.extensions().get::<Peer>().map(|p| p.0);
-    let authorized = match &reg.inner.auth {
-        None => true,
-        Some(auth) => {
-            auth.check(
-                req.headers()
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok()),
-            )
-            .await
-        }
+    let tracker: Option<Tracker> = reg
+        .inner
+        .metrics
+        .as_ref()
+        .map(|m| m.track(&method, crate::metrics::route_kind(uri.path())));
+    let req = match &tracker {
+        Some(t) => req.map(|b| t.count_body(b)),
+        None => req,
     };
-    let result = if authorized {
-        dispatch(&reg, req).await
-    } else {
-        drain(req.into_body()).await;
-        Err(ApiError::new(
-            ErrorCode::Unauthorized,
-            "authentication required",
-        ))
-    };
+    let mut challenge: Option<String> = None;
+    let result = route_request(&reg, req, &mut challenge).await;
     let mut resp = match result {
         Ok(r) => r,
         Err(e) => {
@@ -261,10 +304,14 @@ async fn handle(State(reg): State<Registry>, req: Request) -> Response {
             }
         }
     };
-    if let Some(auth) = &reg.inner.auth
-        && resp.status() == StatusCode::UNAUTHORIZED
-    {
-        set_header(&mut resp, "www-authenticate", &auth.challenge());
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        match (&challenge, &reg.inner.auth) {
+            (Some(c), _) => set_header(&mut resp, "www-authenticate", c),
+            (None, Some(auth)) if reg.inner.token.is_none() => {
+                set_header(&mut resp, "www-authenticate", &auth.challenge());
+            }
+            _ => {}
+        }
     }
     resp.headers_mut()
         .insert(API_VERSION_HEADER, HeaderValue::from_static("registry/2.0"));
@@ -284,7 +331,317 @@ async fn handle(State(reg): State<Registry>, req: Request) -> Response {
         size,
         started.elapsed().as_millis()
     );
-    resp
+    match tracker {
+        Some(t) => {
+            let status = resp.status().as_u16();
+            resp.map(|b| t.finish(status, b))
+        }
+        None => resp,
+    }
+}
+
+/// The endpoints besides `/v2/` (`/metrics`, `/token`, `/v1/search`), and authentication.
+/// `challenge` receives the `WWW-Authenticate` value of a 401 when token auth sets one.
+async fn route_request(
+    reg: &Registry,
+    req: Request,
+    challenge: &mut Option<String>,
+) -> Result<Response, ApiError> {
+    let path = req.uri().path().to_string();
+    if path == "/metrics"
+        && let Some(m) = &reg.inner.metrics
+    {
+        let is_head = req.method() == Method::HEAD;
+        if !(is_head || req.method() == Method::GET) {
+            drain(req.into_body()).await;
+            return Err(ApiError::new(
+                ErrorCode::Unsupported,
+                "metrics are read with GET",
+            ));
+        }
+        let text = m.render();
+        let len = text.len();
+        let mut r = if is_head {
+            Body::empty().into_response()
+        } else {
+            text.into_response()
+        };
+        set_header(&mut r, "content-type", crate::metrics::CONTENT_TYPE);
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        return Ok(r);
+    }
+    match &reg.inner.token {
+        Some(token) => {
+            let realm = token.realm(
+                request_host(&req).as_deref(),
+                req.extensions().get::<Https>().is_some(),
+            );
+            if path == "/token" {
+                return token_endpoint(token, req, challenge).await;
+            }
+            let authorization =
+                header_str(req.headers(), header::AUTHORIZATION).map(str::to_string);
+            if path == "/v1/search" {
+                let need = [Access::new("registry", "catalog", &["search"])];
+                let claims = match token.bearer(authorization.as_deref()).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        drain(req.into_body()).await;
+                        return Err(bearer_refused(token, &realm, &need, e, challenge));
+                    }
+                };
+                let account = claims.account().map(str::to_string);
+                return search_endpoint(reg, req, |n| token.may_pull(account.as_deref(), n)).await;
+            }
+            token_v2(reg, token, req, &realm, authorization.as_deref(), challenge).await
+        }
+        None => {
+            if let Some(auth) = &reg.inner.auth
+                && !auth
+                    .check(header_str(req.headers(), header::AUTHORIZATION))
+                    .await
+            {
+                drain(req.into_body()).await;
+                return Err(ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "authentication required",
+                ));
+            }
+            if path == "/v1/search" {
+                return search_endpoint(reg, req, |_| true).await;
+            }
+            dispatch(reg, req).await
+        }
+    }
+}
+
+/// The host the client spoke to (`Host`, or the URI's authority under HTTP/2).
+fn request_host(req: &Request) -> Option<String> {
+    header_str(req.headers(), header::HOST)
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+}
+
+/// The 401 for a request without a usable bearer token, its challenge set.
+fn bearer_refused(
+    token: &TokenAuth,
+    realm: &str,
+    need: &[Access],
+    e: BearerError,
+    challenge: &mut Option<String>,
+) -> ApiError {
+    let (error, message) = match e {
+        BearerError::Missing => (None, "authentication required".to_string()),
+        BearerError::Invalid(reason) => {
+            tracing::debug!("refusing a bearer token: {reason}");
+            (Some("invalid_token"), format!("invalid token: {reason}"))
+        }
+    };
+    *challenge = Some(token.challenge(realm, need, error));
+    ApiError::new(ErrorCode::Unauthorized, message)
+}
+
+/// What a `/v2/` request needs a token to grant (distribution's mapping: GET/HEAD pull,
+/// writes pull and push, DELETE delete; cancelling an upload is part of pushing; the catalog
+/// `registry:catalog:*`).
+fn required_access(route: &Route, method: &Method) -> Vec<Access> {
+    const PULL: &[&str] = &["pull"];
+    const PUSH: &[&str] = &["pull", "push"];
+    let repo =
+        |n: &RepoName, actions: &[&str]| vec![Access::new("repository", n.as_str(), actions)];
+    let reading = *method == Method::GET || *method == Method::HEAD;
+    match route {
+        Route::Base => Vec::new(),
+        Route::Catalog => vec![Access::new("registry", "catalog", &["*"])],
+        Route::Tags(n) | Route::Referrers(n, _) => repo(n, PULL),
+        Route::Manifest(n, _) | Route::Blob(n, _) => match *method {
+            _ if reading => repo(n, PULL),
+            Method::DELETE => repo(n, &["delete"]),
+            _ => repo(n, PUSH),
+        },
+        Route::Uploads(n) => repo(n, PUSH),
+        Route::Upload(n, _) => repo(n, if reading { PULL } else { PUSH }),
+    }
+}
+
+/// A `/v2/` request under token auth: the token must grant what the request needs.
+async fn token_v2(
+    reg: &Registry,
+    token: &TokenAuth,
+    mut req: Request,
+    realm: &str,
+    authorization: Option<&str>,
+    challenge: &mut Option<String>,
+) -> Result<Response, ApiError> {
+    let route = match route(req.uri().path()) {
+        Ok(r) => r,
+        Err(e) => {
+            drain(req.into_body()).await;
+            return Err(e);
+        }
+    };
+    let method = req.method().clone();
+    let need = required_access(&route, &method);
+    let claims = match token.bearer(authorization).await {
+        Ok(c) => c,
+        Err(e) => {
+            drain(req.into_body()).await;
+            return Err(bearer_refused(token, realm, &need, e, challenge));
+        }
+    };
+    if let Some(missing) = need
+        .iter()
+        .find(|a| !a.actions.iter().all(|x| claims.allows(&a.kind, &a.name, x)))
+    {
+        *challenge = Some(token.challenge(realm, &need, Some("insufficient_scope")));
+        drain(req.into_body()).await;
+        return Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            format!("the token does not grant {}", missing.scope()),
+        ));
+    }
+    if matches!(route, Route::Uploads(_)) && method == Method::POST {
+        // A mount from a repository the token may not pull becomes a plain upload (202): the
+        // blob is never linked from a repository the caller cannot read.
+        let query = Query::parse(req.uri().query());
+        if query.get("mount").is_some()
+            && let Some(from) = query.get("from").and_then(RepoName::parse)
+            && !claims.allows("repository", from.as_str(), "pull")
+        {
+            without_mount(&mut req, &query);
+        }
+    }
+    dispatch(reg, req).await
+}
+
+/// Drops the `mount` and `from` parameters of a request.
+fn without_mount(req: &mut Request, query: &Query) {
+    let kept: Vec<String> = query
+        .0
+        .iter()
+        .filter(|(k, _)| k != "mount" && k != "from")
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+        .collect();
+    let path = req.uri().path().to_string();
+    let pq = if kept.is_empty() {
+        path
+    } else {
+        format!("{path}?{}", kept.join("&"))
+    };
+    if let Ok(uri) = pq.parse::<axum::http::Uri>() {
+        *req.uri_mut() = uri;
+    }
+}
+
+/// Largest `POST /token` form read.
+const MAX_TOKEN_FORM: u64 = 64 * 1024;
+
+/// `GET /token` (basic credentials or anonymous) and `POST /token` (OAuth2 password grant).
+async fn token_endpoint(
+    token: &TokenAuth,
+    req: Request,
+    challenge: &mut Option<String>,
+) -> Result<Response, ApiError> {
+    let method = req.method().clone();
+    let (parts, body) = req.into_parts();
+    let refused = |challenge: &mut Option<String>| {
+        *challenge = Some(format!(
+            "Basic realm=\"{}\"",
+            token.config().service.replace('"', "")
+        ));
+        ApiError::new(ErrorCode::Unauthorized, "invalid username or password")
+    };
+    let (params, account) = match method {
+        Method::GET => {
+            drain(body).await;
+            let account = token
+                .authenticate(header_str(&parts.headers, header::AUTHORIZATION))
+                .await
+                .map_err(|()| refused(challenge))?;
+            (Query::parse(parts.uri.query()), account)
+        }
+        Method::POST => {
+            let form = read_limited(body, MAX_TOKEN_FORM).await?.ok_or_else(|| {
+                ApiError::new(ErrorCode::SizeInvalid, "token request form too large")
+            })?;
+            let form = Query::parse(Some(&String::from_utf8_lossy(&form)));
+            if form.get("grant_type") != Some("password") {
+                return Err(ApiError::new(
+                    ErrorCode::Unsupported,
+                    format!(
+                        "grant type {:?} is not supported (password only)",
+                        form.get("grant_type").unwrap_or_default()
+                    ),
+                ));
+            }
+            let user = form.get("username").unwrap_or_default();
+            let pass = form.get("password").unwrap_or_default();
+            if !token.check_password(user, pass).await {
+                return Err(refused(challenge));
+            }
+            let user = user.to_string();
+            (form, Some(user))
+        }
+        _ => {
+            drain(body).await;
+            return Err(ApiError::new(
+                ErrorCode::Unsupported,
+                "tokens are requested with GET or POST",
+            ));
+        }
+    };
+    if let Some(service) = params.get("service")
+        && service != token.config().service
+    {
+        return Err(ApiError::new(
+            ErrorCode::Denied,
+            format!(
+                "tokens are issued for service {:?}, not {service:?}",
+                token.config().service
+            ),
+        ));
+    }
+    let scopes: Vec<Access> = params
+        .0
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .flat_map(|(_, v)| Access::parse_scopes(v))
+        .collect();
+    let issued = token
+        .issue(account.as_deref(), &scopes)
+        .map_err(|e| ApiError::new(ErrorCode::Unknown, e.to_string()))?;
+    let mut r = json_response(StatusCode::OK, crate::token::reply_json(&issued), false);
+    set_header(&mut r, "cache-control", "no-store");
+    Ok(r)
+}
+
+/// `GET /v1/search`, listing the repositories `visible` lets through.
+async fn search_endpoint(
+    reg: &Registry,
+    req: Request,
+    visible: impl Fn(&RepoName) -> bool,
+) -> Result<Response, ApiError> {
+    let is_head = req.method() == Method::HEAD;
+    if !(is_head || req.method() == Method::GET) {
+        drain(req.into_body()).await;
+        return Err(ApiError::new(
+            ErrorCode::Unsupported,
+            "search is read with GET",
+        ));
+    }
+    let query = Query::parse(req.uri().query());
+    let q = crate::search::SearchQuery::parse(query.get("q"), query.get("n"), query.get("page"))
+        .map_err(|m| ApiError::new(ErrorCode::PaginationNumberInvalid, m))?;
+    let results = crate::search::search(reg.storage_ref(), &q, visible)
+        .await
+        .map_err(|e| match e {
+            crate::search::SearchError::Storage(s) => ApiError::from(s),
+            other => ApiError::new(ErrorCode::Unknown, other.to_string()),
+        })?;
+    let body = serde_json::to_string(&results)
+        .map_err(|e| ApiError::new(ErrorCode::Unknown, format!("encoding search results: {e}")))?;
+    Ok(json_response(StatusCode::OK, body, is_head))
 }
 
 async fn dispatch(reg: &Registry, req: Request) -> Result<Response, ApiError> {
@@ -592,9 +949,18 @@ async fn accept_loop(
                         continue;
                     }
                 };
+                // Responses go out as headers then body: without NODELAY the body waits for the
+                // client's delayed ACK (about 40 ms a request).
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!("setting TCP_NODELAY for {addr}: {e}");
+                }
                 let router = router.clone();
+                let https = tls.is_some();
                 let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(Peer(addr));
+                    if https {
+                        req.extensions_mut().insert(Https);
+                    }
                     let mut router = router.clone();
                     async move { router.call(req.map(Body::new)).await }
                 });

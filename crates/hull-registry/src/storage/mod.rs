@@ -9,11 +9,12 @@
 //! can map keys to paths one-to-one.
 //!
 //! How an object store (S3 through `object_store`) fits: `get` is a ranged GET, `put` a PUT,
-//! `put_stream` a multipart upload to a temporary key, hashed in flight and copied to its key
-//! once verified, `list_after` is `ListObjectsV2` with `start-after`. An upload session holds
-//! its chunks as objects named by their offsets (`uploads/<id>/<offset>`), since S3 parts must
-//! be at least 5 MiB and cannot be appended to; `upload_commit` streams them in order through
-//! the hasher into the destination.
+//! `put_stream` a multipart upload hashed in flight and completed only once verified,
+//! `list_after` is `ListObjectsV2` with `start-after`. An upload session holds its chunks as
+//! objects named by their offsets, each claimed with a conditional create so that registries
+//! sharing a bucket cannot both append at one offset, since S3 parts must be at least 5 MiB
+//! and cannot be appended to; `upload_commit` streams them in order through the hasher into
+//! the destination (see [`ObjectStorage`]).
 
 mod fs;
 mod object;
@@ -30,7 +31,7 @@ use futures_util::{Stream, StreamExt as _};
 use hull_oci::Digest;
 
 pub use fs::FsStorage;
-pub use object::ObjectStorage;
+pub use object::{ObjectStorage, S3Config};
 
 /// A stream of bytes read from or written to a backend.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;

@@ -313,3 +313,87 @@ pub fn skopeo_copy(src: &str, dest: &str, preserve: bool) {
     cmd.args([src, dest]);
     hull_test::peers::run(&mut cmd).unwrap();
 }
+
+impl TestServer {
+    /// Served by the registry `make` builds (in the server's runtime) over the filesystem
+    /// storage at `data`: for token auth, which needs the storage to load its keys.
+    pub fn start_custom<F, Fut>(data: &Path, make: F) -> TestServer
+    where
+        F: FnOnce(Arc<dyn RegistryStorage>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Registry>,
+    {
+        let dir = data.to_path_buf();
+        let ports = ports_shared();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let storage: Arc<dyn RegistryStorage> =
+                    Arc::new(FsStorage::open(&dir).await.unwrap());
+                let registry = make(storage).await;
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                let stop = async {
+                    let _ = stop_rx.await;
+                };
+                hull_registry::serve(listener, registry.router(), stop)
+                    .await
+                    .unwrap();
+            });
+        });
+        let addr = addr_rx.recv().expect("the test server did not start");
+        drop(ports);
+        TestServer {
+            addr,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+/// An htpasswd file's text with these users and passwords (bcrypt, cost 4).
+pub fn htpasswd_text(users: &[(&str, &str)]) -> String {
+    users
+        .iter()
+        .map(|(u, p)| format!("{u}:{}\n", bcrypt::hash(p, 4).unwrap()))
+        .collect()
+}
+
+/// A token from the registry's `/token` endpoint for `scopes`, as `user` (or anonymously).
+pub fn fetch_token(base: &str, creds: Option<(&str, &str)>, scopes: &[&str]) -> String {
+    let mut pairs = vec![("service", "hull-registry")];
+    pairs.extend(scopes.iter().map(|s| ("scope", *s)));
+    let mut req = client().get(format!("{base}/token?{}", form(&pairs)));
+    if let Some((u, p)) = creds {
+        req = req.basic_auth(u, Some(p));
+    }
+    let resp = req.send().unwrap();
+    assert_eq!(resp.status(), 200, "token request");
+    let v: serde_json::Value = resp.json().unwrap();
+    v["token"].as_str().unwrap().to_string()
+}
+
+/// `k=v&…`, form-encoded.
+pub fn form(pairs: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect::<String>()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}

@@ -1,7 +1,9 @@
 //! The command line, as clap types only: verbs and flags are spelled as Docker's.
 
+mod build;
 mod image;
 mod push;
+mod search;
 mod serve;
 mod system;
 
@@ -9,8 +11,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use build::*;
 pub use image::*;
 pub use push::*;
+pub use search::*;
 pub use serve::*;
 pub use system::*;
 
@@ -85,8 +89,15 @@ pub enum Command {
     Logout(LogoutArgs),
     /// Show the hull version information
     Version(VersionArgs),
+    /// Search a registry for repositories
+    Search(SearchArgs),
     /// Run a registry (OCI distribution spec 1.1) serving a local directory
     Serve(ServeArgs),
+    /// Build an image from a Dockerfile
+    Build(BuildArgs),
+    /// Manage the build cache
+    #[command(subcommand)]
+    Builder(BuilderCommand),
 }
 
 #[derive(Debug, Subcommand)]

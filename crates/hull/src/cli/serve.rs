@@ -34,6 +34,24 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Keep content in this S3 bucket instead of --data (credentials from AWS_* variables or the config file)
+    #[arg(long, value_name = "BUCKET", global = true)]
+    pub s3_bucket: Option<String>,
+    /// S3 endpoint URL (MinIO, Ceph, s3s-fs; default: AWS)
+    #[arg(long, value_name = "URL", global = true, requires = "s3_bucket")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region (default: $AWS_REGION, else us-east-1)
+    #[arg(long, value_name = "REGION", global = true, requires = "s3_bucket")]
+    pub s3_region: Option<String>,
+    /// Key prefix inside the bucket
+    #[arg(long, value_name = "PREFIX", global = true, requires = "s3_bucket")]
+    pub s3_prefix: Option<String>,
+    /// Authenticate with tokens from this server's /token endpoint (users from --htpasswd, rules from the config file's [token] table)
+    #[arg(long)]
+    pub token_auth: bool,
+    /// Mirror this registry: serve and keep its content on demand, refuse pushes
+    #[arg(long, value_name = "URL")]
+    pub proxy_remote: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,8 @@
 //! One module per verb; this one holds what they share: the store and registry client built
 //! from flags and the configuration file, output files, and confirmation prompts.
 
+mod build;
+mod build_runtime;
 mod df;
 mod export;
 mod history;
@@ -16,6 +18,7 @@ mod pull;
 mod push;
 mod rmi;
 mod save;
+mod search;
 mod serve;
 mod system_check;
 mod tag;
@@ -29,7 +32,7 @@ use hull_distribution::{ClientConfig, RegistryClient};
 use hull_image::Store;
 use hull_oci::{Platform, Reference};
 
-use crate::cli::{Cli, Command, ImageCommand, SystemCommand};
+use crate::cli::{BuilderCommand, Cli, Command, ImageCommand, SystemCommand};
 use crate::config::{DEFAULT_MAX_CONCURRENT_DOWNLOADS, FileConfig};
 use crate::error::UserError;
 
@@ -129,7 +132,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Login(a) => login::run(&ctx, a).await,
         Command::Logout(a) => logout::run(&ctx, a),
         Command::Version(a) => version::run(&ctx, a),
+        Command::Search(a) => search::run(&ctx, a).await,
         Command::Serve(a) => serve::run(&ctx, a, cli.global.log_level).await,
+        Command::Build(a) => build::run(&ctx, a).await,
+        Command::Builder(BuilderCommand::Prune(a)) => build::prune(&ctx, a),
     }
 }
 

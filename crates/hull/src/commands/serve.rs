@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use hull_registry::gc::GcOptions;
-use hull_registry::{BasicAuth, FsStorage, Htpasswd, Registry, RegistryConfig, RegistryStorage};
+use hull_registry::{
+    BasicAuth, FsStorage, Htpasswd, MetricsConfig, ObjectStorage, Proxy, ProxyConfig, Registry,
+    RegistryConfig, RegistryStorage, RepoInfoUpdate, RepoName, S3Config, TokenAuth, TokenConfig,
+};
 use serde::Deserialize;
 use tracing::instrument::WithSubscriber as _;
 
@@ -23,7 +26,7 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:5000";
 const AUTH_REALM: &str = "hull";
 
 /// The `--config` file. Flags win over it.
-#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct ServeFile {
     addr: Option<String>,
@@ -37,6 +40,15 @@ struct ServeFile {
     tls_key: Option<PathBuf>,
     /// Run garbage collection this often (seconds; absent or 0: never).
     gc_interval_secs: Option<u64>,
+    /// S3-compatible object storage instead of `data`.
+    s3: Option<S3Config>,
+    /// Pull-through cache of an upstream registry.
+    proxy: Option<ProxyConfig>,
+    /// Token authentication (users from `htpasswd`, rules in `[[token.access]]`).
+    token: Option<TokenConfig>,
+    /// `/metrics`.
+    #[serde(default)]
+    metrics: MetricsConfig,
 }
 
 impl ServeFile {
@@ -48,7 +60,7 @@ impl ServeFile {
 }
 
 /// What the server runs with, flags merged over the file.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 struct Settings {
     addr: String,
     data: PathBuf,
@@ -57,6 +69,10 @@ struct Settings {
     /// Certificate chain and key, for HTTPS.
     tls: Option<(PathBuf, PathBuf)>,
     gc_interval: Option<Duration>,
+    s3: Option<S3Config>,
+    proxy: Option<ProxyConfig>,
+    token: Option<TokenConfig>,
+    metrics: MetricsConfig,
 }
 
 fn settings(root: &Path, args: &ServeArgs, file: ServeFile) -> anyhow::Result<Settings> {
@@ -91,6 +107,55 @@ fn settings(root: &Path, args: &ServeArgs, file: ServeFile) -> anyhow::Result<Se
             .gc_interval
             .or(file.gc_interval_secs.map(Duration::from_secs))
             .filter(|d| !d.is_zero()),
+        s3: match (&args.s3_bucket, file.s3) {
+            (Some(bucket), from_file) => {
+                // Flags name the bucket; the file may still hold credentials and options.
+                let mut c = from_file
+                    .filter(|c| &c.bucket == bucket)
+                    .unwrap_or_else(|| S3Config::new(bucket.clone()));
+                if let Some(e) = &args.s3_endpoint {
+                    c.endpoint = Some(e.clone());
+                }
+                if let Some(r) = &args.s3_region {
+                    c.region = Some(r.clone());
+                }
+                if let Some(p) = &args.s3_prefix {
+                    c.prefix = Some(p.clone());
+                }
+                // Plain http only where the endpoint says so, and only for loopback.
+                if let Some(e) = &c.endpoint
+                    && e.starts_with("http://")
+                    && hull_distribution::allows_plain_http(
+                        e.trim_start_matches("http://")
+                            .split('/')
+                            .next()
+                            .unwrap_or(""),
+                        &[],
+                    )
+                {
+                    c.allow_http = true;
+                }
+                Some(c)
+            }
+            (None, f) => f,
+        },
+        token: if args.token_auth {
+            Some(file.token.unwrap_or_default())
+        } else {
+            file.token
+        },
+        metrics: file.metrics,
+        proxy: match &args.proxy_remote {
+            Some(remote) => {
+                let mut p = file
+                    .proxy
+                    .filter(|p| &p.remote == remote)
+                    .unwrap_or_else(|| ProxyConfig::new(remote.clone()));
+                p.remote = remote.clone();
+                Some(p)
+            }
+            None => file.proxy,
+        },
     })
 }
 
@@ -150,12 +215,28 @@ async fn shutdown_signal() {
     }
 }
 
-/// Opens the storage the settings name.
+/// Opens the storage the settings name: the S3 bucket, else the data directory.
 async fn open_storage(s: &Settings) -> anyhow::Result<Arc<dyn RegistryStorage>> {
+    if let Some(c) = &s.s3 {
+        let storage =
+            ObjectStorage::s3(c).with_context(|| format!("opening S3 bucket {}", c.bucket))?;
+        return Ok(Arc::new(storage));
+    }
     let storage = FsStorage::open(&s.data)
         .await
         .with_context(|| format!("opening registry storage {}", s.data.display()))?;
     Ok(Arc::new(storage))
+}
+
+fn storage_name(s: &Settings) -> String {
+    match &s.s3 {
+        Some(c) => format!(
+            "s3://{}/{}",
+            c.bucket,
+            c.prefix.as_deref().unwrap_or_default()
+        ),
+        None => s.data.display().to_string(),
+    }
 }
 
 pub async fn run(ctx: &Ctx, args: ServeArgs, log_level: Option<LogLevel>) -> anyhow::Result<()> {
@@ -220,18 +301,72 @@ async fn gc(s: &Settings, a: &ServeGcArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn repo_set(_ctx: &Ctx, _s: &Settings, a: &ServeRepoSetArgs) -> anyhow::Result<()> {
-    anyhow::bail!("setting search metadata of {} is not available yet", a.name)
+/// `hull serve repo set NAME [--description TEXT] [--official[=BOOL]] [--stars N]`: edits
+/// what `/v1/search` shows for a repository, in the storage directly (the server need not run).
+async fn repo_set(_ctx: &Ctx, s: &Settings, a: &ServeRepoSetArgs) -> anyhow::Result<()> {
+    let name = RepoName::parse(&a.name)
+        .ok_or_else(|| anyhow::anyhow!("invalid repository name {:?}", a.name))?;
+    if a.description.is_none() && a.official.is_none() && a.stars.is_none() {
+        anyhow::bail!("nothing to set: give --description, --official or --stars");
+    }
+    let storage = open_storage(s).await?;
+    let info = hull_registry::search::set_repo_info(
+        &*storage,
+        &name,
+        RepoInfoUpdate {
+            description: a.description.clone(),
+            is_official: a.official,
+            star_count: a.stars,
+        },
+    )
+    .await?;
+    crate::output::Printer::stdout().line(format!(
+        "{name}: description {:?}, official {}, stars {}",
+        info.description, info.is_official, info.star_count
+    ))
 }
 
 async fn serve(s: Settings, log_level: Option<LogLevel>) -> anyhow::Result<()> {
-    let auth = match &s.htpasswd {
-        Some(p) => Some(BasicAuth::new(AUTH_REALM, Htpasswd::load(p)?)),
+    let htpasswd = match &s.htpasswd {
+        Some(p) => Some(Htpasswd::load(p)?),
         None => None,
     };
-    let registry = Registry::builder(open_storage(&s).await?)
+    let storage = open_storage(&s).await?;
+    let (basic, token) = match &s.token {
+        Some(cfg) => (
+            None,
+            Some(
+                TokenAuth::new(
+                    cfg.clone(),
+                    htpasswd.unwrap_or_default(),
+                    Arc::clone(&storage),
+                )
+                .await
+                .context("setting up token authentication")?,
+            ),
+        ),
+        None => (htpasswd.map(|h| BasicAuth::new(AUTH_REALM, h)), None),
+    };
+    let auth_kind = if token.is_some() {
+        ", token auth"
+    } else if basic.is_some() {
+        ", basic auth"
+    } else {
+        ""
+    };
+    let proxy = match &s.proxy {
+        Some(p) => {
+            Some(Proxy::new(p).with_context(|| format!("setting up the mirror of {}", p.remote))?)
+        }
+        None => None,
+    };
+    let mirror = proxy.as_ref().map(|p| p.remote().to_string());
+    let registry = Registry::builder(storage)
         .config(s.registry.clone())
-        .basic_auth(auth)
+        .basic_auth(basic)
+        .token_auth(token)
+        .metrics(s.metrics.clone())
+        .proxy(proxy)
         .build();
     let listener = tokio::net::TcpListener::bind(&s.addr)
         .await
@@ -244,19 +379,18 @@ async fn serve(s: Settings, log_level: Option<LogLevel>) -> anyhow::Result<()> {
         None => None,
     };
     eprintln!(
-        "hull serve: listening on {}://{local} (data in {}{}{})",
+        "hull serve: listening on {}://{local} (data in {}{}{}{})",
         if tls.is_some() { "https" } else { "http" },
-        s.data.display(),
+        storage_name(&s),
+        mirror
+            .map(|m| format!(", mirroring {m}"))
+            .unwrap_or_default(),
         if s.registry.read_only {
             ", read-only"
         } else {
             ""
         },
-        if s.htpasswd.is_some() {
-            ", basic auth"
-        } else {
-            ""
-        }
+        auth_kind
     );
     let dispatch = log_dispatch(log_level);
     let gc = s.gc_interval.map(|every| {
@@ -303,6 +437,12 @@ mod tests {
             htpasswd: None,
             tls_cert: None,
             tls_key: None,
+            s3_bucket: None,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_prefix: None,
+            proxy_remote: None,
+            token_auth: false,
         }
     }
 
@@ -341,6 +481,31 @@ mod tests {
             s.tls,
             Some((PathBuf::from("/c.pem"), PathBuf::from("/k.pem")))
         );
+    }
+
+    #[test]
+    fn s3_and_proxy_come_from_flags_and_the_file() {
+        let file: ServeFile = toml::from_str(
+            "[s3]\nbucket = \"reg\"\nendpoint = \"http://127.0.0.1:9000\"\naccess-key-id = \"k\"\nsecret-access-key = \"s\"\n[proxy]\nremote = \"https://mirror.example\"\ntag-ttl-secs = 5\n",
+        )
+        .unwrap();
+        let s = settings(Path::new(ROOT), &args(None, false), file).unwrap();
+        let s3 = s.s3.unwrap();
+        assert_eq!(s3.bucket, "reg");
+        assert_eq!(s3.access_key_id.as_deref(), Some("k"));
+        assert_eq!(s.proxy.unwrap().tag_ttl_secs, 5);
+        let mut a = args(None, false);
+        a.s3_bucket = Some("other".into());
+        a.s3_endpoint = Some("http://127.0.0.1:9000".into());
+        a.proxy_remote = Some("http://127.0.0.1:5000".into());
+        let s = settings(Path::new(ROOT), &a, ServeFile::default()).unwrap();
+        let s3 = s.s3.unwrap();
+        assert_eq!(s3.bucket, "other");
+        assert!(s3.allow_http, "loopback endpoints may be plain http");
+        assert_eq!(s.proxy.unwrap().remote, "http://127.0.0.1:5000");
+        a.s3_endpoint = Some("http://s3.example.com".into());
+        let s = settings(Path::new(ROOT), &a, ServeFile::default()).unwrap();
+        assert!(!s.s3.unwrap().allow_http);
     }
 
     #[test]

@@ -108,3 +108,131 @@ pub fn umoci_unpack(layout: &Path, tag: &str, dest: &Path) -> PathBuf {
     hull_test::peers::run(&mut cmd).unwrap();
     dest.join("rootfs")
 }
+
+/// A `hull serve` process on loopback with its data in a directory of the caller's; killed
+/// (SIGKILL) when dropped. Its stderr (address line, access log) goes to a file.
+pub struct Serve {
+    child: std::process::Child,
+    addr: String,
+    log: PathBuf,
+    _root: tempfile::TempDir,
+}
+
+impl Serve {
+    /// `hull serve --addr 127.0.0.1:0 --data DATA`.
+    pub fn start(data: &Path) -> Serve {
+        Self::start_at(data, "127.0.0.1:0")
+    }
+
+    /// `hull serve --addr ADDR --data DATA`; retries for a while when `ADDR` is still taken
+    /// (a server just killed on it).
+    pub fn start_at(data: &Path, addr: &str) -> Serve {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match Self::try_start(data, addr) {
+                Ok(s) => return s,
+                Err(log) if log.contains("in use") && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(log) => panic!("hull serve did not start on {addr}:\n{log}"),
+            }
+        }
+    }
+
+    fn try_start(data: &Path, addr: &str) -> Result<Serve, String> {
+        let root = tempfile::Builder::new()
+            .prefix("hull-serve")
+            .tempdir_in(scratch())
+            .unwrap();
+        let log = root.path().join("serve.log");
+        std::fs::write(root.path().join("config.toml"), "").unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_hull"))
+            .arg("--root")
+            .arg(root.path().join("root"))
+            .args(["serve", "--addr", addr, "--data"])
+            .arg(data)
+            .env("NO_COLOR", "1")
+            .env("HULL_CONFIG", root.path().join("config.toml"))
+            .env_remove("HULL_ROOT")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut serve = Serve {
+            child,
+            addr: String::new(),
+            log,
+            _root: root,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let text = serve.log();
+            if let Some(a) = text
+                .lines()
+                .find_map(|l| l.split("listening on http://").nth(1))
+            {
+                serve.addr = a.split_whitespace().next().unwrap().to_string();
+                return Ok(serve);
+            }
+            if serve.child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+                serve.kill();
+                return Err(serve.log());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> &str {
+        &self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Everything the server printed on stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A CNCF registry of this test's own (empty).
+pub fn cncf() -> TestRegistry {
+    TestRegistry::start().expect("starting a CNCF registry")
+}
+
+/// `skopeo inspect --raw` of `reference` on a plain-http registry: the manifest's bytes.
+pub fn raw_manifest(reference: &str) -> String {
+    hull_test::peers::run(
+        hull_test::peers::skopeo()
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{reference}")),
+    )
+    .unwrap()
+}
+
+/// The tree `hull image mount` shows for a stored image.
+pub fn mounted_tree(
+    hull: &Hull,
+    image: &str,
+) -> std::collections::BTreeMap<String, hull_test::tree::Entry> {
+    let mount = hull.ok(&["image", "mount", image]).trim().to_string();
+    let t = hull_test::tree::snapshot(Path::new(&mount)).unwrap();
+    hull.ok(&["image", "umount", image]);
+    t
+}

@@ -1,0 +1,563 @@
+//! `hull build [-t NAME[:TAG]]... [-f Dockerfile] [--build-arg K=V]... [--target STAGE]
+//! [--no-cache] [--platform P] [--label K=V]... [-q] [--progress auto|plain|quiet]
+//! [-o type=docker|oci|local,dest=PATH] CONTEXT` and `hull builder prune`.
+//!
+//! Progress is written on stderr in BuildKit's plain layout (`#3 [2/4] RUN make`, `#3 CACHED`,
+//! `#3 0.412 output line`, `#3 DONE 0.5s`), on a terminal too; `--progress plain` adds why each
+//! step missed the cache. The image ID is the one line on stdout with `-q`.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use hull_build::{BuildEvent, BuildRequest, ImageSource, RunExecutor};
+use hull_image::{ArchiveFormat, PullOptions, Store};
+use hull_oci::{ImageId, Platform, Reference};
+
+use crate::cli::{BuildArgs, BuilderPruneArgs, ProgressKind};
+use crate::commands::{Ctx, parse_platform, parse_reference};
+use crate::error::UserError;
+use crate::output::{Printer, human};
+
+/// Base images: the store's, else pulled (always pulled with `--pull`).
+struct StoreImages<'a> {
+    store: &'a Store,
+    ctx: &'a Ctx,
+    handle: tokio::runtime::Handle,
+    always_pull: bool,
+    log: &'a Mutex<Log>,
+}
+
+impl ImageSource for StoreImages<'_> {
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ImageId, String> {
+        let r = Reference::parse(reference).map_err(|e| e.to_string())?;
+        if !self.always_pull
+            && let Ok(id) = self.store.resolve(reference)
+        {
+            return Ok(id);
+        }
+        let client = self.ctx.client().map_err(|e| format!("{e:#}"))?;
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .line(&format!("pulling {}", crate::commands::familiar(&r)));
+        let opts = PullOptions {
+            platform: Some(platform.clone()),
+            max_concurrent_downloads: self.ctx.max_concurrent_downloads,
+            ..PullOptions::default()
+        };
+        let result = self
+            .handle
+            .block_on(hull_image::pull(
+                self.store,
+                &client,
+                &r,
+                &opts,
+                hull_image::discard(),
+            ))
+            .map_err(|e| {
+                format!(
+                    "failed to resolve source metadata for {}: {e}",
+                    crate::commands::familiar(&r)
+                )
+            })?;
+        Ok(result.image)
+    }
+}
+
+/// Where progress lines go.
+struct Log {
+    kind: ProgressKind,
+    quiet: bool,
+    /// When each step started (output lines carry the time since).
+    steps: std::collections::HashMap<usize, Instant>,
+    /// On a terminal (`--progress auto`): the running step as a live line, finished steps and
+    /// RUN output printed above it.
+    live: Option<Live>,
+}
+
+struct Live {
+    bar: indicatif::ProgressBar,
+    /// The running step's title and whether it was a cache hit.
+    current: Option<(String, bool)>,
+}
+
+impl Log {
+    fn new(kind: ProgressKind, quiet: bool) -> Log {
+        let live =
+            (kind == ProgressKind::Auto && !quiet && std::io::stderr().is_terminal()).then(|| {
+                let bar = indicatif::ProgressBar::new_spinner();
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed:.dim}")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                );
+                bar.enable_steady_tick(std::time::Duration::from_millis(100));
+                Live { bar, current: None }
+            });
+        Log {
+            kind,
+            quiet,
+            steps: std::collections::HashMap::new(),
+            live,
+        }
+    }
+
+    fn line(&mut self, s: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.live {
+            Some(l) => l.bar.println(s),
+            None => {
+                let _ = writeln!(std::io::stderr(), "{s}");
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(l) = self.live.take() {
+            l.bar.finish_and_clear();
+        }
+    }
+
+    /// The terminal rendering: one live line for the running step; its output and the
+    /// finished steps (with `CACHED` or their time) scroll above it.
+    fn live_event(&mut self, ev: &BuildEvent) -> bool {
+        let Some(live) = &mut self.live else {
+            return false;
+        };
+        match ev {
+            BuildEvent::Step {
+                stage,
+                index,
+                total,
+                text,
+                ..
+            } => {
+                let stage = if stage.parse::<usize>().is_ok() {
+                    String::new()
+                } else {
+                    format!("{stage} ")
+                };
+                let title = format!("[{stage}{index}/{total}] {text}");
+                live.bar.set_message(title.clone());
+                live.bar.reset_elapsed();
+                live.current = Some((title, false));
+            }
+            BuildEvent::Cached { .. } => {
+                if let Some(c) = &mut live.current {
+                    c.1 = true;
+                }
+            }
+            BuildEvent::Output { data, .. } => {
+                for l in String::from_utf8_lossy(data).lines() {
+                    live.bar.println(format!("\x1b[2m  {l}\x1b[0m"));
+                }
+            }
+            BuildEvent::Done { elapsed, .. } => {
+                if let Some((title, cached)) = live.current.take() {
+                    let how = if cached {
+                        "CACHED".to_string()
+                    } else {
+                        format!("{:.1}s", elapsed.as_secs_f64())
+                    };
+                    live.bar
+                        .println(format!("\u{2714} {title}  \x1b[2m{how}\x1b[0m"));
+                }
+            }
+            BuildEvent::Miss { .. } => {}
+            BuildEvent::Context { .. } | BuildEvent::Warning(_) => return false,
+        }
+        true
+    }
+
+    fn event(&mut self, ev: &BuildEvent) {
+        if self.live_event(ev) {
+            return;
+        }
+        match ev {
+            BuildEvent::Context {
+                files,
+                hashed,
+                elapsed,
+            } => self.line(&format!(
+                "#0 [internal] load build context: {files} entries, {hashed} hashed, {:.1}s",
+                elapsed.as_secs_f64()
+            )),
+            BuildEvent::Step {
+                id,
+                stage,
+                index,
+                total,
+                text,
+            } => {
+                self.steps.insert(*id, Instant::now());
+                let stage = if stage.parse::<usize>().is_ok() {
+                    String::new()
+                } else {
+                    format!("{stage} ")
+                };
+                self.line(&format!("#{id} [{stage}{index}/{total}] {text}"));
+            }
+            BuildEvent::Cached { id } => self.line(&format!("#{id} CACHED")),
+            BuildEvent::Miss { id, reason } => {
+                if self.kind == ProgressKind::Plain {
+                    self.line(&format!("#{id} cache miss: {reason}"));
+                }
+            }
+            BuildEvent::Output { id, data } => {
+                let t = self
+                    .steps
+                    .get(id)
+                    .map_or(0.0, |s| s.elapsed().as_secs_f64());
+                for l in String::from_utf8_lossy(data).lines() {
+                    self.line(&format!("#{id} {t:.3} {l}"));
+                }
+            }
+            BuildEvent::Done { id, elapsed } => {
+                self.line(&format!("#{id} DONE {:.1}s", elapsed.as_secs_f64()))
+            }
+            BuildEvent::Warning(w) => self.line(&format!("WARNING: {w}")),
+        }
+    }
+}
+
+/// `KEY=VALUE`, or `KEY` taken from the environment (skipped when unset), as Docker does.
+fn parse_build_args(args: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for a in args {
+        match a.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            Some(_) => bail!("invalid build argument {a:?}: expected KEY=VALUE"),
+            None => {
+                if let Ok(v) = std::env::var(a) {
+                    out.insert(a.clone(), v);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn parse_labels(labels: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for l in labels {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        if k.is_empty() {
+            bail!("invalid label {l:?}: expected KEY=VALUE");
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+/// `-o type=docker,dest=FILE` and friends.
+#[derive(Debug, PartialEq, Eq)]
+enum OutputSpec {
+    Archive(ArchiveFormat, PathBuf),
+    Local(PathBuf),
+}
+
+fn parse_output(s: &str) -> anyhow::Result<OutputSpec> {
+    let mut kind = None;
+    let mut dest = None;
+    for part in s.split(',') {
+        match part.split_once('=') {
+            Some(("type", t)) => kind = Some(t.to_string()),
+            Some(("dest", d)) => dest = Some(PathBuf::from(d)),
+            _ => bail!("invalid --output {s:?}: expected type=docker|oci|local,dest=PATH"),
+        }
+    }
+    let dest = dest.ok_or_else(|| anyhow::anyhow!("--output {s:?} needs dest=PATH"))?;
+    Ok(match kind.as_deref() {
+        Some("docker") => OutputSpec::Archive(ArchiveFormat::DockerArchive, dest),
+        Some("oci") => OutputSpec::Archive(ArchiveFormat::OciArchive, dest),
+        Some("local") => OutputSpec::Local(dest),
+        other => bail!(
+            "unsupported --output type {}: use docker, oci or local",
+            other.unwrap_or("(none)")
+        ),
+    })
+}
+
+/// The context directory: the one given, a tarball's content unpacked in a temporary
+/// directory, or none for `-`.
+enum ContextDir {
+    None,
+    Dir(PathBuf),
+    Unpacked(tempfile::TempDir),
+}
+
+impl ContextDir {
+    fn path(&self) -> Option<&Path> {
+        match self {
+            ContextDir::None => None,
+            ContextDir::Dir(p) => Some(p),
+            ContextDir::Unpacked(t) => Some(t.path()),
+        }
+    }
+}
+
+fn open_context(spec: &str) -> anyhow::Result<ContextDir> {
+    if spec == "-" {
+        return Ok(ContextDir::None);
+    }
+    if spec.contains("://") || spec.starts_with("git@") {
+        return Err(
+            UserError::new(format!("remote build contexts are not supported: {spec}"))
+                .hint("clone or download it, then build from the local directory")
+                .into(),
+        );
+    }
+    let p = PathBuf::from(spec);
+    let md = fs_err::metadata(&p).context("reading the build context")?;
+    if md.is_dir() {
+        return Ok(ContextDir::Dir(p));
+    }
+    // A tarball (plain, gzip or zstd), unpacked confined to a temporary directory.
+    let dir = tempfile::tempdir().context("creating a directory for the context")?;
+    let f = fs_err::File::open(&p)?;
+    let (_, tar) = hull_layer::decompress_detected(std::io::BufReader::new(f))
+        .with_context(|| format!("reading the context tarball {spec}"))?;
+    let opts = hull_layer::UnpackOptions::for_current_user(hull_layer::WhiteoutMode::Apply);
+    hull_layer::unpack(tar, dir.path(), &opts)
+        .with_context(|| format!("unpacking the context tarball {spec}"))?;
+    Ok(ContextDir::Unpacked(dir))
+}
+
+pub async fn run(ctx: &Ctx, args: BuildArgs) -> anyhow::Result<()> {
+    let context = open_context(&args.context)?;
+    let stdin_used = args.context == "-" || args.file.as_deref() == Some(Path::new("-"));
+    if stdin_used && std::io::stdin().is_terminal() {
+        return Err(UserError::new(
+            "the Dockerfile is to be read from stdin, but stdin is a terminal",
+        )
+        .hint("pipe a Dockerfile in: hull build - < Dockerfile")
+        .into());
+    }
+    let (dockerfile_text, dockerfile_path) = match (&args.file, context.path()) {
+        (Some(f), _) if f == Path::new("-") => (read_stdin()?, None),
+        (None, None) => (read_stdin()?, None),
+        (Some(f), _) => (
+            fs_err::read_to_string(f).context("reading the Dockerfile")?,
+            Some(f.clone()),
+        ),
+        (None, Some(dir)) => {
+            let f = dir.join("Dockerfile");
+            (
+                fs_err::read_to_string(&f).context("reading the Dockerfile")?,
+                Some(f),
+            )
+        }
+    };
+    let dockerfile = hull_dockerfile::parse(&dockerfile_text)?;
+    // BuildKit reads `<Dockerfile>.dockerignore` beside the Dockerfile first.
+    let dockerignore = match (&dockerfile_path, context.path()) {
+        (Some(df), _) if Path::new(&format!("{}.dockerignore", df.display())).is_file() => Some(
+            fs_err::read_to_string(format!("{}.dockerignore", df.display()))?,
+        ),
+        (_, Some(dir)) if dir.join(".dockerignore").is_file() => {
+            Some(fs_err::read_to_string(dir.join(".dockerignore"))?)
+        }
+        _ => None,
+    };
+    let build_args = parse_build_args(&args.build_args)?;
+    let source_date_epoch = build_args
+        .get("SOURCE_DATE_EPOCH")
+        .cloned()
+        .or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<u64>()
+                .map_err(|_| anyhow::anyhow!("invalid SOURCE_DATE_EPOCH {s:?}: expected seconds"))
+        })
+        .transpose()?;
+    let tags = args
+        .tags
+        .iter()
+        .map(|t| parse_reference(t))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let output = args.output.as_deref().map(parse_output).transpose()?;
+    let store = ctx.store()?;
+    let hash_cache = context.path().map(|dir| {
+        let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let key = hull_oci::Digest::sha256_of(canonical.as_os_str().as_encoded_bytes());
+        ctx.root
+            .join("build")
+            .join("context-hashes")
+            .join(key.hex())
+    });
+    let req = BuildRequest {
+        dockerfile,
+        context: context.path().map(Path::to_path_buf),
+        dockerignore,
+        options: hull_build::plan::BuildOptions {
+            build_args,
+            target: args.target.clone(),
+            platform: parse_platform(args.platform.as_deref())?,
+            build_platform: None,
+        },
+        no_cache: args.no_cache,
+        tags: tags.clone(),
+        labels: parse_labels(&args.labels)?,
+        source_date_epoch,
+        hash_cache,
+    };
+    let quiet = args.quiet || args.progress == ProgressKind::Quiet;
+    let log = Mutex::new(Log::new(args.progress, quiet));
+    let handle = tokio::runtime::Handle::current();
+    let started = Instant::now();
+    let result = tokio::task::block_in_place(|| {
+        let images = StoreImages {
+            store: &store,
+            ctx,
+            handle,
+            always_pull: args.pull,
+            log: &log,
+        };
+        let runner = super::build_runtime::Runtime::new(&ctx.root);
+        hull_build::build(
+            &store,
+            &req,
+            &runner as &dyn RunExecutor,
+            &images,
+            &mut |ev| log.lock().unwrap_or_else(|e| e.into_inner()).event(&ev),
+        )
+    });
+    let mut log = log.into_inner().unwrap_or_else(|e| e.into_inner());
+    log.finish();
+    let result = result?;
+    log.line(&format!("#{} exporting to image", result.steps + 1));
+    log.line(&format!(
+        "#{} writing image {} done",
+        result.steps + 1,
+        result.image
+    ));
+    for t in &tags {
+        log.line(&format!("#{} naming to {} done", result.steps + 1, t));
+    }
+    log.line(&format!(
+        "#{} DONE {:.1}s ({} steps, {} cached)",
+        result.steps + 1,
+        started.elapsed().as_secs_f64(),
+        result.steps,
+        result.cached
+    ));
+    match output {
+        None => {}
+        Some(OutputSpec::Archive(format, dest)) => {
+            let mut sink = crate::commands::Sink::open(Some(&dest))?;
+            {
+                let mut w = sink.writer();
+                let name = tags
+                    .first()
+                    .map(crate::commands::familiar)
+                    .unwrap_or_else(|| result.image.to_string());
+                store.save(&[name], format, &mut w)?;
+                w.flush().context("writing the archive")?;
+            }
+            sink.finish()?;
+        }
+        Some(OutputSpec::Local(dest)) => {
+            fs_err::create_dir_all(&dest)?;
+            let (reader, writer) = std::io::pipe().context("exporting the image")?;
+            let opts = hull_layer::UnpackOptions::for_current_user(hull_layer::WhiteoutMode::Apply);
+            std::thread::scope(|s| -> anyhow::Result<()> {
+                // The writer moves into the thread: its end closes when the export is done.
+                let exporter = s.spawn(|| {
+                    let mut writer = writer;
+                    store.export(&result.image, &mut writer)
+                });
+                let unpacked = hull_layer::unpack(reader, &dest, &opts);
+                let exported = exporter
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the export thread panicked"))?;
+                exported?;
+                unpacked.with_context(|| {
+                    format!("writing the root filesystem to {}", dest.display())
+                })?;
+                Ok(())
+            })?;
+        }
+    }
+    if args.quiet {
+        Printer::stdout().line(&result.image)?;
+    }
+    Ok(())
+}
+
+fn read_stdin() -> anyhow::Result<String> {
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .context("reading the Dockerfile from stdin")?;
+    Ok(s)
+}
+
+/// `hull builder prune`: drops every build cache record, then collects what nothing else
+/// keeps (as `image prune` does).
+pub fn prune(ctx: &Ctx, args: BuilderPruneArgs) -> anyhow::Result<()> {
+    if !args.force
+        && !crate::commands::confirm(
+            "WARNING! This will remove all dangling build cache.\nAre you sure you want to continue?",
+        )?
+    {
+        return Ok(());
+    }
+    let store = ctx.store()?;
+    let entries = store.metadata().cache_entries()?;
+    let keys: Vec<_> = entries.iter().map(|(k, _, _)| k.clone()).collect();
+    store.metadata().delete_cache(&keys)?;
+    let report = store.prune(false)?;
+    let mut out = Printer::stdout();
+    if !keys.is_empty() {
+        out.line("Deleted build cache objects:")?;
+        for k in &keys {
+            out.line(k.hex())?;
+        }
+        out.line("")?;
+    }
+    out.line(format!(
+        "Total reclaimed space: {}",
+        human::size(report.reclaimed)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_args_and_outputs_parse() {
+        // SAFETY: tests of this module do not read the variable concurrently.
+        unsafe { std::env::set_var("HULL_TEST_FROM_ENV", "v") };
+        let a = parse_build_args(&[
+            "A=1".into(),
+            "B=".into(),
+            "HULL_TEST_FROM_ENV".into(),
+            "HULL_TEST_UNSET_X".into(),
+        ])
+        .unwrap();
+        assert_eq!(a.get("A").map(String::as_str), Some("1"));
+        assert_eq!(a.get("B").map(String::as_str), Some(""));
+        assert_eq!(a.get("HULL_TEST_FROM_ENV").map(String::as_str), Some("v"));
+        assert!(!a.contains_key("HULL_TEST_UNSET_X"));
+        assert!(parse_build_args(&["=x".into()]).is_err());
+        assert_eq!(
+            parse_output("type=docker,dest=out.tar").unwrap(),
+            OutputSpec::Archive(ArchiveFormat::DockerArchive, "out.tar".into())
+        );
+        assert_eq!(
+            parse_output("type=local,dest=/tmp/x").unwrap(),
+            OutputSpec::Local("/tmp/x".into())
+        );
+        assert!(parse_output("type=registry,dest=x").is_err());
+        assert!(parse_output("type=oci").is_err());
+        assert!(parse_labels(&["=v".into()]).is_err());
+    }
+}

@@ -1,0 +1,324 @@
+//! `hull serve` in its other modes, driven through the binary: S3 storage shared by two
+//! replicas (on `s3s-fs`), a pull-through mirror of a CNCF registry, and `hull serve gc`.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use crate::support::*;
+
+/// A `hull serve` with extra flags and environment; killed when dropped.
+struct Server {
+    child: Child,
+    host: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(args: &[&str], env: &[(&str, String)]) -> Server {
+        let dir = tempfile::tempdir_in(scratch()).unwrap();
+        let log = dir.path().join("serve.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hull"));
+        cmd.arg("--root")
+            .arg(dir.path().join("root"))
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("HULL_ROOT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(a) = text
+                .lines()
+                .find_map(|l| l.split("listening on http://").nth(1))
+            {
+                let host = a.split_whitespace().next().unwrap().to_string();
+                return Server {
+                    child,
+                    host,
+                    _dir: dir,
+                };
+            }
+            if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("hull serve {args:?} did not start:\n{text}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn s3_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", hull_test::s3::ACCESS_KEY.to_string()),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            hull_test::s3::SECRET_KEY.to_string(),
+        ),
+    ]
+}
+
+#[test]
+fn two_replicas_on_one_s3_bucket_serve_each_others_pushes() {
+    let bin = hull_test::require_s3s_fs!();
+    let s3 = hull_test::s3::S3Server::start(&bin).unwrap();
+    let endpoint = s3.endpoint();
+    let flags = [
+        "--s3-bucket",
+        hull_test::s3::BUCKET,
+        "--s3-endpoint",
+        endpoint.as_str(),
+    ];
+    let a = Server::start(&flags, &s3_env());
+    let b = Server::start(&flags, &s3_env());
+    let (_reg, fx) = registry();
+    let hull = Hull::new();
+    hull.ok(&["pull", &fx.multilayer]);
+    let id = hull.image_id(&fx.multilayer);
+    let on_a = format!("{}/shared/multilayer:v1", a.host);
+    hull.ok(&["tag", &fx.multilayer, &on_a]);
+    hull.ok(&["push", &on_a]);
+
+    let other = Hull::new();
+    let on_b = format!("{}/shared/multilayer:v1", b.host);
+    other.ok(&["pull", &on_b]);
+    assert_eq!(other.image_id(&on_b), id, "replica B serves what A stored");
+    // B's catalog lists it too
+    let catalog = reqwest::blocking::get(format!("http://{}/v2/_catalog", b.host))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(catalog.contains("shared/multilayer"), "{catalog}");
+    // garbage collection over the bucket keeps the tagged image
+    let out = hull
+        .cmd()
+        .args([
+            "serve",
+            "gc",
+            "--dry-run",
+            "--grace",
+            "0",
+            "--s3-bucket",
+            hull_test::s3::BUCKET,
+            "--s3-endpoint",
+            &endpoint,
+        ])
+        .envs(s3_env())
+        .output()
+        .unwrap();
+    let gc = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{gc}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(gc.contains("0 untagged manifests"), "{gc}");
+}
+
+#[test]
+fn a_mirror_serves_the_upstreams_images_byte_for_byte_and_refuses_pushes() {
+    let (reg, fx) = registry();
+    let mirror = Server::start(&["--proxy-remote", &format!("http://{}", reg.host())], &[]);
+    let hull = Hull::new();
+    hull.ok(&["pull", &fx.busybox]);
+    let direct = hull.image_id(&fx.busybox);
+    let upstream_digest = raw_manifest_digest(&fx.busybox);
+
+    let through = Hull::new();
+    let name = fx.busybox.replacen(&reg.host(), &mirror.host, 1);
+    let out = through.ok(&["pull", &name]);
+    assert_eq!(through.image_id(&name), direct);
+    let _ = out;
+    assert_eq!(
+        raw_manifest_digest(&name),
+        upstream_digest,
+        "the mirror serves the upstream's manifest bytes"
+    );
+    // pushes are refused
+    let target = format!("{}/test/pushed:v1", mirror.host);
+    hull.ok(&["tag", &fx.busybox, &target]);
+    let err = hull.fails(&["push", &target]);
+    assert!(err.to_lowercase().contains("unsupported"), "{err}");
+}
+
+/// The digest of the manifest a registry serves for `reference` (over plain http).
+fn raw_manifest_digest(reference: &str) -> String {
+    let (host, rest) = reference.split_once('/').unwrap();
+    let (repo, tag) = rest.rsplit_once(':').unwrap();
+    let resp = reqwest::blocking::Client::new()
+        .get(format!("http://{host}/v2/{repo}/manifests/{tag}"))
+        .header(
+            "accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json",
+        )
+        .send()
+        .unwrap();
+    assert!(resp.status().is_success(), "{reference}: {}", resp.status());
+    hull_oci::Digest::sha256_of(&resp.bytes().unwrap()).to_string()
+}
+
+#[test]
+fn serve_gc_removes_untagged_images_and_keeps_tagged_ones() {
+    let (_reg, fx) = registry();
+    let data = tempfile::tempdir_in(scratch()).unwrap();
+    let server = Server::start(&["--data", &data.path().display().to_string()], &[]);
+    let hull = Hull::new();
+    hull.ok(&["pull", &fx.busybox]);
+    hull.ok(&["pull", &fx.multilayer]);
+    let keep = format!("{}/gc/keep:v1", server.host);
+    let drop = format!("{}/gc/drop:v1", server.host);
+    hull.ok(&["tag", &fx.busybox, &keep]);
+    hull.ok(&["tag", &fx.multilayer, &drop]);
+    hull.ok(&["push", &keep]);
+    hull.ok(&["push", &drop]);
+    let status = reqwest::blocking::Client::new()
+        .delete(format!("http://{}/v2/gc/drop/manifests/v1", server.host))
+        .send()
+        .unwrap()
+        .status();
+    assert_eq!(status, 202);
+    let data_flag = data.path().display().to_string();
+    let dry = hull.ok(&[
+        "serve",
+        "gc",
+        "--data",
+        &data_flag,
+        "--grace",
+        "0",
+        "--dry-run",
+    ]);
+    assert!(
+        dry.contains("Would remove manifest: gc/drop@sha256:"),
+        "{dry}"
+    );
+    let json = hull.ok(&[
+        "serve",
+        "gc",
+        "--data",
+        &data_flag,
+        "--grace",
+        "0",
+        "--dry-run",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["ManifestsDeleted"].as_array().unwrap().len(), 1, "{v}");
+    let done = hull.ok(&["serve", "gc", "--data", &data_flag, "--grace", "0"]);
+    assert!(done.contains("Removed manifest: gc/drop@sha256:"), "{done}");
+    assert!(done.contains("Removed blob: sha256:"), "{done}");
+    // the tagged image still pulls, while the server kept running
+    let fresh = Hull::new();
+    fresh.ok(&["pull", &keep]);
+    assert!(!data_path_empty(data.path()));
+}
+
+fn data_path_empty(p: &Path) -> bool {
+    std::fs::read_dir(p)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true)
+}
+
+#[test]
+fn token_auth_scopes_pushes_and_pulls_per_repository() {
+    let (_reg, fx) = registry();
+    let dir = tempfile::tempdir_in(scratch()).unwrap();
+    let hash = |p: &str| bcrypt::hash(p, 4).unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        format!("alice:{}\nbob:{}\n", hash("alice-pw"), hash("bob-pw")),
+    )
+    .unwrap();
+    let config = dir.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        "[token]\nservice = \"hull-test\"\n\
+         [[token.access]]\naccount = \"alice\"\nrepository = \"*\"\nactions = [\"*\"]\n\
+         [[token.access]]\naccount = \"bob\"\nrepository = \"*\"\nactions = [\"pull\"]\n\
+         [[token.access]]\naccount = \"\"\nrepository = \"public/*\"\nactions = [\"pull\"]\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(
+        &[
+            "--data",
+            &data.display().to_string(),
+            "--htpasswd",
+            &htpasswd.display().to_string(),
+            "--token-auth",
+            "--config",
+            &config.display().to_string(),
+        ],
+        &[],
+    );
+    let host = server.host.clone();
+    let alice = Hull::new();
+    alice.ok(&["pull", &fx.busybox]);
+    let private = format!("{host}/private/busybox:v1");
+    let public = format!("{host}/public/busybox:v1");
+    alice.ok(&["tag", &fx.busybox, &private]);
+    alice.ok(&["tag", &fx.busybox, &public]);
+    let err = alice.fails(&["push", &private]);
+    assert!(
+        err.contains("hull login"),
+        "anonymous push is refused: {err}"
+    );
+    alice.ok(&["login", "-u", "alice", "-p", "alice-pw", &host]);
+    alice.ok(&["push", &private]);
+    alice.ok(&["push", &public]);
+
+    // bob may pull, not push
+    let bob = Hull::new();
+    bob.ok(&["login", "-u", "bob", "-p", "bob-pw", &host]);
+    bob.ok(&["pull", &private]);
+    bob.ok(&["tag", &private, &format!("{host}/private/bobs:v1")]);
+    let err = bob.fails(&["push", &format!("{host}/private/bobs:v1")]);
+    assert!(
+        err.to_lowercase().contains("denied") || err.contains("insufficient"),
+        "{err}"
+    );
+    // anyone pulls public/*, nobody else anonymously
+    let anon = Hull::new();
+    anon.ok(&["pull", &public]);
+    anon.fails(&["pull", &private]);
+    // the challenge names the token endpoint and the scope
+    let resp =
+        reqwest::blocking::get(format!("http://{host}/v2/private/busybox/manifests/v1")).unwrap();
+    assert_eq!(resp.status(), 401);
+    let challenge = resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        challenge.starts_with(&format!("Bearer realm=\"http://{host}/token\"")),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains("scope=\"repository:private/busybox:pull\""),
+        "{challenge}"
+    );
+    // metrics count what happened, without repository names
+    let metrics = reqwest::blocking::get(format!("http://{host}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("hull_registry_http_requests_total"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("private/busybox"), "{metrics}");
+}
