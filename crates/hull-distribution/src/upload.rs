@@ -23,7 +23,8 @@ use crate::client::{RegistryClient, Subject, transport_error};
 use crate::error::DistributionError;
 
 /// How to upload blobs. `Default` sends blobs up to 16 MiB in one `PUT` and larger ones in
-/// 16 MiB `PATCH` chunks.
+/// 128 MiB `PATCH` chunks: each chunk is one request and one server-side commit, so fewer are
+/// faster, while a failure still resumes from the registry's reported offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UploadOptions {
     /// Blobs up to this size go in one `PUT`; larger ones in chunks.
@@ -36,7 +37,7 @@ impl Default for UploadOptions {
     fn default() -> Self {
         UploadOptions {
             monolithic_limit: 16 * 1024 * 1024,
-            chunk_size: 16 * 1024 * 1024,
+            chunk_size: 128 * 1024 * 1024,
         }
     }
 }

@@ -40,6 +40,8 @@ struct ServeFile {
     tls_key: Option<PathBuf>,
     /// Run garbage collection this often (seconds; absent or 0: never).
     gc_interval_secs: Option<u64>,
+    /// What scheduled collections spare: objects written within this many seconds (default 3600).
+    gc_grace_secs: Option<u64>,
     /// S3-compatible object storage instead of `data`.
     s3: Option<S3Config>,
     /// Pull-through cache of an upstream registry.
@@ -69,6 +71,7 @@ struct Settings {
     /// Certificate chain and key, for HTTPS.
     tls: Option<(PathBuf, PathBuf)>,
     gc_interval: Option<Duration>,
+    gc_grace: Duration,
     s3: Option<S3Config>,
     proxy: Option<ProxyConfig>,
     token: Option<TokenConfig>,
@@ -103,6 +106,9 @@ fn settings(root: &Path, args: &ServeArgs, file: ServeFile) -> anyhow::Result<Se
         },
         htpasswd: args.htpasswd.clone().or(file.htpasswd),
         tls,
+        gc_grace: file
+            .gc_grace_secs
+            .map_or(GcOptions::default().grace, Duration::from_secs),
         gc_interval: args
             .gc_interval
             .or(file.gc_interval_secs.map(Duration::from_secs))
@@ -177,16 +183,20 @@ fn log_dispatch(level: Option<LogLevel>) -> tracing::Dispatch {
         .into()
 }
 
-/// Collects garbage every `every`, online, with the default grace period (so pushes in
-/// progress keep what they wrote).
-async fn collect_garbage(storage: Arc<dyn RegistryStorage>, every: Duration) {
-    let opts = GcOptions::default();
+/// Collects garbage every `every`, online, sparing what was written within `grace` (so pushes
+/// in progress keep what they wrote).
+async fn collect_garbage(storage: Arc<dyn RegistryStorage>, every: Duration, grace: Duration) {
+    let opts = GcOptions {
+        grace,
+        ..GcOptions::default()
+    };
     loop {
         tokio::time::sleep(every).await;
         match hull_registry::gc::collect(&*storage, &opts).await {
             Ok(r) => tracing::info!(
-                "garbage collection: {} manifests, {} blobs kept, {} deleted ({} bytes), {} links and {} idle uploads removed",
+                "garbage collection: {} manifests kept, {} untagged removed, {} blobs kept, {} deleted ({} bytes), {} links and {} idle uploads removed",
                 r.manifests,
+                r.manifests_deleted.len(),
                 r.blobs_kept,
                 r.blobs_deleted.len(),
                 r.bytes_freed,
@@ -395,7 +405,7 @@ async fn serve(s: Settings, log_level: Option<LogLevel>) -> anyhow::Result<()> {
     let dispatch = log_dispatch(log_level);
     let gc = s.gc_interval.map(|every| {
         tokio::spawn(
-            collect_garbage(Arc::clone(registry.storage()), every)
+            collect_garbage(Arc::clone(registry.storage()), every, s.gc_grace)
                 .with_subscriber(dispatch.clone()),
         )
     });

@@ -322,3 +322,53 @@ fn token_auth_scopes_pushes_and_pulls_per_repository() {
     );
     assert!(!metrics.contains("private/busybox"), "{metrics}");
 }
+
+#[test]
+fn scheduled_collection_runs_while_the_registry_serves() {
+    let (_reg, fx) = registry();
+    let dir = tempfile::tempdir_in(scratch()).unwrap();
+    let config = dir.path().join("serve.toml");
+    std::fs::write(&config, "gc-interval-secs = 1\ngc-grace-secs = 0\n").unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(
+        &[
+            "--data",
+            &data.display().to_string(),
+            "--config",
+            &config.display().to_string(),
+        ],
+        &[],
+    );
+    let hull = Hull::new();
+    hull.ok(&["pull", &fx.busybox]);
+    let keep = format!("{}/sched/keep:v1", server.host);
+    let drop = format!("{}/sched/drop:v1", server.host);
+    hull.ok(&["tag", &fx.busybox, &keep]);
+    hull.ok(&["tag", &fx.busybox, &drop]);
+    hull.ok(&["push", &keep]);
+    hull.ok(&["push", &drop]);
+    let status = reqwest::blocking::Client::new()
+        .delete(format!("http://{}/v2/sched/drop/manifests/v1", server.host))
+        .send()
+        .unwrap()
+        .status();
+    assert_eq!(status, 202);
+    // the untagged manifest leaves its repository within a few runs, the tagged one stays
+    let digest = raw_manifest_digest(&keep);
+    let url = format!("http://{}/v2/sched/drop/manifests/{digest}", server.host);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let s = reqwest::blocking::Client::new()
+            .head(&url)
+            .send()
+            .unwrap()
+            .status();
+        if s == 404 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still served: {s}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let fresh = Hull::new();
+    fresh.ok(&["pull", &keep]);
+}
