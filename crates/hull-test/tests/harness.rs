@@ -5,6 +5,9 @@
 // Test helpers outside `#[test]` functions: a failed setup should panic.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+#[path = "harness/layering.rs"]
+mod layering;
+
 use std::collections::BTreeSet;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
