@@ -319,13 +319,26 @@ pub fn copy_into(
     })
 }
 
-/// Whether `path` is a tar archive ADD unpacks: plain, gzip or zstd compressed (the formats
-/// `hull_layer` reads), told by its first header block having a valid checksum.
+/// `path`'s content decompressed as its magic bytes say: bzip2 (`BZh`), xz (`FD 37 7A 58 5A
+/// 00`), gzip or zstd (`hull_layer`), else as it is.
+fn open_archive(path: &Path) -> io::Result<Box<dyn io::Read + Send>> {
+    const XZ_MAGIC: [u8; 6] = [0xfd, b'7', b'z', b'X', b'Z', 0];
+    let mut f = io::BufReader::with_capacity(64 * 1024, fs::File::open(path)?);
+    let head = io::BufRead::fill_buf(&mut f)?;
+    if head.starts_with(b"BZh") {
+        return Ok(Box::new(bzip2::read::MultiBzDecoder::new(f)));
+    }
+    if head.starts_with(&XZ_MAGIC) {
+        return Ok(Box::new(liblzma::read::XzDecoder::new_multi_decoder(f)));
+    }
+    Ok(hull_layer::decompress_detected(f)?.1)
+}
+
+/// Whether `path` is a tar archive ADD unpacks (plain, gzip, bzip2, xz or zstd compressed, as
+/// Docker's `IsArchivePath` decompresses), told by its first header block having a valid
+/// checksum.
 pub fn is_archive(path: &Path) -> bool {
-    let Ok(f) = fs::File::open(path) else {
-        return false;
-    };
-    let Ok((_, mut r)) = hull_layer::decompress_detected(f) else {
+    let Ok(mut r) = open_archive(path) else {
         return false;
     };
     let mut block = [0u8; 512];
@@ -365,8 +378,7 @@ pub fn write_archive_tar<W: Write>(
         path: archive.display().to_string(),
         source,
     };
-    let f = fs::File::open(archive).map_err(read_err)?;
-    let (_, r) = hull_layer::decompress_detected(f).map_err(read_err)?;
+    let r = open_archive(archive).map_err(read_err)?;
     let mut ar = tar::Archive::new(r);
     let mut b = tar::Builder::new(out);
     let under = |p: &Path| -> Option<String> {

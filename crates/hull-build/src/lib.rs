@@ -9,6 +9,32 @@
 //!
 //! Depends on `hull-oci` (platforms) and `hull-dockerfile` (the syntax tree). It does not parse
 //! text or run containers: the parser and the runtime are other crates' jobs.
+//!
+//! Semantics follow BuildKit's Dockerfile frontend. The corpus in the repository's
+//! `tests/build/` is built by hull and by `buildah bud` (Debian 12's 1.28) and compared config
+//! field by field and file by file; where the two differ, hull does what BuildKit does:
+//! - `RUN <<EOF` runs the body as the script (a `#!` body as `/dev/pipes/EOF`), and a command
+//!   with heredocs is handed to the shell with its bodies; buildah 1.28 has no heredocs, nor
+//!   `COPY --link/--exclude/--parents`, `ADD --unpack` or `RUN --network`.
+//! - `ADD --chown` owns the entries of an unpacked archive (BuildKit since v0.23); buildah
+//!   keeps the archive's owners.
+//! - A directory that a directory COPY creates gets the source directory's mode, then
+//!   `--chmod`; buildah makes it 0755.
+//! - `EXPOSE 8000-8002` is three ports; buildah keeps the range as one key.
+//! - `VOLUME` only changes the config; buildah also creates the directories.
+//! - A shell-form `ENTRYPOINT` goes through `SHELL`; buildah always uses `/bin/sh -c`.
+//! - With the backtick as escape character (the `escape` directive) a backslash is a plain
+//!   character and two backticks inside double quotes are one; buildah 1.28 still unescapes
+//!   backslashes there.
+//! - Nothing of a `RUN --mount` is left in the image; buildah leaves the parent directories
+//!   of mount targets and its own mount points (`/etc/hosts`, `/etc/resolv.conf`, `/run`).
+//! - History: `created_by` is BuildKit's (`RUN /bin/sh -c make # buildkit`), not the classic
+//!   `/bin/sh -c #(nop) …`.
+//!
+//! Not supported yet: `RUN --mount=type=secret|ssh` values (a `required` one is an error, any
+//! other is left out), `RUN --security=insecure`, remote `ADD` sources (refused offline), and
+//! `--exclude` patterns on the top-level sources of a wildcard COPY are matched against their
+//! context paths.
 
 pub mod args;
 mod build;

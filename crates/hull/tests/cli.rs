@@ -13,6 +13,8 @@ mod auth;
 mod basics;
 #[path = "cli/build.rs"]
 mod build;
+#[path = "cli/build_corpus.rs"]
+mod build_corpus;
 #[path = "cli/commands.rs"]
 mod commands;
 #[path = "cli/crash.rs"]
