@@ -14,6 +14,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hull_dockerfile::{Dockerfile, Lexer, MountType};
@@ -177,12 +179,13 @@ struct Builder<'a> {
     req: &'a BuildRequest,
     runner: &'a dyn RunExecutor,
     images: &'a dyn ImageSource,
-    events: &'a mut dyn FnMut(BuildEvent),
+    /// Stages of one wave build on their own threads: events go through one lock.
+    events: Mutex<&'a mut (dyn FnMut(BuildEvent) + Send)>,
     context: Option<Context>,
     lease: Lease,
-    built: HashMap<usize, BuiltStage>,
-    step_id: usize,
-    cached: usize,
+    built: Mutex<HashMap<usize, BuiltStage>>,
+    step_id: AtomicUsize,
+    cached: AtomicUsize,
     lexer: Lexer,
 }
 
@@ -192,7 +195,7 @@ pub fn build(
     req: &BuildRequest,
     runner: &dyn RunExecutor,
     images: &dyn ImageSource,
-    events: &mut dyn FnMut(BuildEvent),
+    events: &mut (dyn FnMut(BuildEvent) + Send),
 ) -> Result<BuildResult, BuildError> {
     let build_args = BuildArgs::new(req.options.build_args.clone());
     let plan = Plan::new(&req.dockerfile, &req.options, &build_args)?;
@@ -231,34 +234,53 @@ pub fn build(
         .metadata()
         .lease(Duration::from_secs(3600))
         .map_err(|e| BuildError::Store(e.to_string()))?;
-    let mut b = Builder {
+    let b = Builder {
         store,
         req,
         runner,
         images,
-        events,
+        events: Mutex::new(events),
         context,
         lease,
-        built: HashMap::new(),
-        step_id: 0,
-        cached: 0,
+        built: Mutex::new(HashMap::new()),
+        step_id: AtomicUsize::new(0),
+        cached: AtomicUsize::new(0),
         lexer: Lexer::new(req.dockerfile.directives.escape_char()),
     };
-    for &i in &plan.order {
-        let stage = b.build_stage(&plan, i, &build_args)?;
-        b.built.insert(i, stage);
+    // Stages whose inputs are built run side by side, one thread each.
+    for wave in plan.waves() {
+        if let [only] = wave.as_slice() {
+            let stage = b.build_stage(&plan, *only, &build_args)?;
+            b.lock_built().insert(*only, stage);
+            continue;
+        }
+        let results: Vec<(usize, Result<BuiltStage, BuildError>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = wave
+                .iter()
+                .map(|&i| {
+                    let (b, plan, build_args) = (&b, &plan, &build_args);
+                    (i, s.spawn(move || b.build_stage(plan, i, build_args)))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(i, h)| (i, h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))))
+                .collect()
+        });
+        for (i, r) in results {
+            let stage = r?;
+            b.lock_built().insert(i, stage);
+        }
     }
     let unused = build_args.unused();
     if !unused.is_empty() {
-        (b.events)(BuildEvent::Warning(format!(
+        b.emit(BuildEvent::Warning(format!(
             "One or more build-args [{}] were not consumed",
             unused.join(" ")
         )));
     }
     let target = b
-        .built
-        .get(&plan.target)
-        .cloned()
+        .built_stage(plan.target)
         .ok_or_else(|| BuildError::Store("the target stage was not built".into()))?;
     let mut config = target.config;
     if !req.labels.is_empty() {
@@ -283,14 +305,27 @@ pub fn build(
         .map_err(|e| BuildError::Store(e.to_string()))?;
     Ok(BuildResult {
         image,
-        steps: b.step_id,
-        cached: b.cached,
+        steps: b.step_id.load(Ordering::Relaxed),
+        cached: b.cached.load(Ordering::Relaxed),
     })
 }
 
 impl Builder<'_> {
     fn store_err(e: impl std::fmt::Display) -> BuildError {
         BuildError::Store(e.to_string())
+    }
+
+    fn emit(&self, ev: BuildEvent) {
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        (events)(ev);
+    }
+
+    fn lock_built(&self) -> std::sync::MutexGuard<'_, HashMap<usize, BuiltStage>> {
+        self.built.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn built_stage(&self, i: usize) -> Option<BuiltStage> {
+        self.lock_built().get(&i).cloned()
     }
 
     /// The config and layers a stage starts from, and its first cache key.
@@ -325,8 +360,7 @@ impl Builder<'_> {
             }
             Base::Stage(i) => {
                 let s = self
-                    .built
-                    .get(i)
+                    .built_stage(*i)
                     .ok_or_else(|| BuildError::Store(format!("stage {i} was not built")))?;
                 (s.config.clone(), s.layers.clone(), s.key.clone())
             }
@@ -360,7 +394,7 @@ impl Builder<'_> {
     }
 
     fn build_stage(
-        &mut self,
+        &self,
         plan: &Plan,
         index: usize,
         build_args: &BuildArgs,
@@ -382,7 +416,7 @@ impl Builder<'_> {
         instructions.extend(stage.instructions.iter().cloned());
         let total = instructions.len() + 1;
         let from_id = self.next_step(&name, 1, total, &stage.original);
-        (self.events)(BuildEvent::Done {
+        self.emit(BuildEvent::Done {
             id: from_id,
             elapsed: Duration::ZERO,
         });
@@ -395,7 +429,7 @@ impl Builder<'_> {
                 // recomputes the config); only filesystem steps are cached.
                 let created = self.metadata_time(&run);
                 run.state.record(&d, false, &created);
-                (self.events)(BuildEvent::Done {
+                self.emit(BuildEvent::Done {
                     id,
                     elapsed: started.elapsed(),
                 });
@@ -414,11 +448,11 @@ impl Builder<'_> {
             match hit {
                 Some(rec) => {
                     self.apply_cached(&mut run, &d, &rec)?;
-                    self.cached += 1;
-                    (self.events)(BuildEvent::Cached { id });
+                    self.cached.fetch_add(1, Ordering::Relaxed);
+                    self.emit(BuildEvent::Cached { id });
                 }
                 None => {
-                    (self.events)(BuildEvent::Miss {
+                    self.emit(BuildEvent::Miss {
                         id,
                         reason: if self.req.no_cache {
                             "--no-cache".into()
@@ -434,7 +468,7 @@ impl Builder<'_> {
                 }
             }
             run.key = key;
-            (self.events)(BuildEvent::Done {
+            self.emit(BuildEvent::Done {
                 id,
                 elapsed: started.elapsed(),
             });
@@ -446,16 +480,16 @@ impl Builder<'_> {
         })
     }
 
-    fn next_step(&mut self, stage: &str, index: usize, total: usize, text: &str) -> usize {
-        self.step_id += 1;
-        (self.events)(BuildEvent::Step {
-            id: self.step_id,
+    fn next_step(&self, stage: &str, index: usize, total: usize, text: &str) -> usize {
+        let id = self.step_id.fetch_add(1, Ordering::Relaxed) + 1;
+        self.emit(BuildEvent::Step {
+            id,
             stage: stage.to_string(),
             index,
             total,
             text: text.to_string(),
         });
-        self.step_id
+        id
     }
 
     /// What a step reads, as text for its cache key.
@@ -517,8 +551,7 @@ impl Builder<'_> {
     fn source_identity(&self, from: &str, line: usize) -> Result<String, BuildError> {
         match self.stage_of(from) {
             Some(i) => self
-                .built
-                .get(&i)
+                .built_stage(i)
                 .map(|s| format!("stage {}", s.key))
                 .ok_or_else(|| BuildError::at(line, format!("stage {from} was not built"))),
             None => Ok(format!("image {}", self.resolve_from_image(from, line)?)),
@@ -638,7 +671,7 @@ impl Builder<'_> {
 
     /// Performs a step that missed the cache.
     fn perform(
-        &mut self,
+        &self,
         run: &mut StageRun,
         d: &Dispatched,
         id: usize,
@@ -676,9 +709,8 @@ impl Builder<'_> {
                     });
                     Some(dir)
                 };
-                let events = &mut self.events;
                 let mut output = |data: &[u8]| {
-                    (events)(BuildEvent::Output {
+                    self.emit(BuildEvent::Output {
                         id,
                         data: data.to_vec(),
                     })
@@ -744,8 +776,7 @@ impl Builder<'_> {
                         Some(from) => {
                             let chain = match self.stage_of(from) {
                                 Some(i) => self
-                                    .built
-                                    .get(&i)
+                                    .built_stage(i)
                                     .and_then(|s| s.layers.last().map(|(c, _)| c.clone())),
                                 None => {
                                     let id = self.resolve_from_image(from, line)?;
@@ -946,8 +977,7 @@ impl Builder<'_> {
             Some(from) => {
                 let chain = match self.stage_of(from) {
                     Some(i) => self
-                        .built
-                        .get(&i)
+                        .built_stage(i)
                         .and_then(|s| s.layers.last().map(|(c, _)| c.clone())),
                     None => {
                         let id = self.resolve_from_image(from, line)?;

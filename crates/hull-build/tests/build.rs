@@ -18,6 +18,9 @@ use hull_oci::{ImageId, Platform, Reference};
 /// Runs steps with `chroot` (as root): enough isolation for tests of the build's semantics.
 struct Chroot;
 
+static RENDEZVOUS: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
 impl RunExecutor for Chroot {
     fn run(
         &self,
@@ -26,6 +29,20 @@ impl RunExecutor for Chroot {
         _mounts: &[hull_build::RunMount],
         output: &mut dyn FnMut(&[u8]),
     ) -> Result<i32, String> {
+        // `RUN rendezvous …` waits (up to 10 s) until another step runs at the same time: it
+        // fails unless independent stages really build side by side.
+        if step.args.iter().any(|a| a.contains("rendezvous")) {
+            let (lock, cv) = &RENDEZVOUS;
+            let mut n = lock.lock().unwrap();
+            *n += 1;
+            cv.notify_all();
+            let (n, timeout) = cv
+                .wait_timeout_while(n, std::time::Duration::from_secs(10), |n| *n < 2)
+                .unwrap();
+            if timeout.timed_out() {
+                return Err(format!("ran alone ({} at once)", *n));
+            }
+        }
         let mut cmd = Command::new("/usr/sbin/chroot");
         cmd.arg(rootfs)
             .args(["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", &step.workdir])
@@ -342,4 +359,27 @@ fn failures_name_the_step_and_keep_nothing() {
     assert_eq!(fs::read_dir(&snaps).map(|d| d.count()).unwrap_or(0), 0);
     let report = e.store.check(false).unwrap();
     assert!(report.problems.is_empty(), "{report:?}");
+}
+
+#[test]
+fn independent_stages_build_side_by_side() {
+    hull_test::require_root!();
+    let e = env();
+    let df = "FROM base AS left\n\
+RUN echo rendezvous left > /left\n\
+FROM base AS right\n\
+RUN echo rendezvous right > /right\n\
+FROM base\n\
+COPY --from=left /left /left\n\
+COPY --from=right /right /right\n";
+    let b = run_build(&e, df, |req| req.no_cache = true);
+    let r = b.result.unwrap();
+    assert_eq!(
+        read_in(&e.store, &r.image, "/left").unwrap(),
+        "rendezvous left\n"
+    );
+    assert_eq!(
+        read_in(&e.store, &r.image, "/right").unwrap(),
+        "rendezvous right\n"
+    );
 }
