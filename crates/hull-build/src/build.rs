@@ -90,6 +90,10 @@ pub struct BuildRequest {
     pub source_date_epoch: Option<u64>,
     /// Where the context's file digests are remembered between builds.
     pub hash_cache: Option<PathBuf>,
+    /// `--cache-to type=inline`: record each step's cache key in the image's config.
+    pub inline_cache: bool,
+    /// `--cache-from`: images (pulled if missing) whose inline cache seeds this build's.
+    pub cache_from: Vec<String>,
 }
 
 /// What a build reports as it goes.
@@ -144,7 +148,22 @@ struct StageRun {
     /// The layer stack: chain ID and the blob descriptor for each diff ID.
     layers: Vec<(ChainId, Descriptor)>,
     key: Digest,
+    /// The cache key of each filesystem step so far (for inline cache).
+    steps: Vec<InlineStep>,
 }
+
+/// One entry of an image's inline cache: after the step with this key, the image's first
+/// `layers` layers are the stage's, and the step's history entry was made at `created`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct InlineStep {
+    key: Digest,
+    layers: usize,
+    created: String,
+}
+
+/// Where a built image keeps its inline cache (`--cache-to type=inline`): a config field of
+/// its own, so `--cache-from` can reuse the image's layers for the steps that made them.
+pub const INLINE_CACHE_FIELD: &str = "hull.build.cache.v0";
 
 /// A stage that has been built, as later stages read it.
 #[derive(Clone)]
@@ -152,6 +171,7 @@ struct BuiltStage {
     config: ImageConfig,
     layers: Vec<(ChainId, Descriptor)>,
     key: Digest,
+    steps: Vec<InlineStep>,
 }
 
 fn key_of(parts: &[&str]) -> Digest {
@@ -247,6 +267,9 @@ pub fn build(
         cached: AtomicUsize::new(0),
         lexer: Lexer::new(req.dockerfile.directives.escape_char()),
     };
+    for r in &req.cache_from {
+        b.import_inline_cache(r, &plan.target_platform)?;
+    }
     // Stages whose inputs are built run side by side, one thread each.
     for wave in plan.waves() {
         if let [only] = wave.as_slice() {
@@ -291,6 +314,13 @@ pub fn build(
             .get_or_insert_with(BTreeMap::new);
         labels.extend(req.labels.clone());
     }
+    if req.inline_cache {
+        let steps =
+            serde_json::to_value(&target.steps).map_err(|e| BuildError::Store(e.to_string()))?;
+        config.extra.insert(INLINE_CACHE_FIELD.to_string(), steps);
+    } else {
+        config.extra.remove(INLINE_CACHE_FIELD);
+    }
     // The last step's time, as BuildKit does: a fully cached rebuild gives the same image ID.
     config.created = match req.source_date_epoch {
         Some(_) => Some(timestamp(req.source_date_epoch)),
@@ -313,6 +343,75 @@ pub fn build(
 impl Builder<'_> {
     fn store_err(e: impl std::fmt::Display) -> BuildError {
         BuildError::Store(e.to_string())
+    }
+
+    /// Seeds the cache from an image built with an inline cache: each recorded step key maps
+    /// to the image's first layers.
+    fn import_inline_cache(&self, reference: &str, platform: &Platform) -> Result<(), BuildError> {
+        let id = self
+            .images
+            .resolve(reference, platform)
+            .map_err(|e| BuildError::Context(format!("--cache-from {reference}: {e}")))?;
+        let img = self.store.image(&id).map_err(Self::store_err)?;
+        let Some(v) = img.config.extra.get(INLINE_CACHE_FIELD) else {
+            self.emit(BuildEvent::Warning(format!(
+                "--cache-from {reference}: the image has no inline cache (build it with --cache-to type=inline)"
+            )));
+            return Ok(());
+        };
+        let steps: Vec<InlineStep> = serde_json::from_value(v.clone()).map_err(|e| {
+            BuildError::Context(format!(
+                "--cache-from {reference}: unreadable inline cache: {e}"
+            ))
+        })?;
+        let now = jiff::Timestamp::now().as_second();
+        for st in steps {
+            if self
+                .store
+                .metadata()
+                .cache(&st.key)
+                .map_err(Self::store_err)?
+                .is_some()
+            {
+                continue;
+            }
+            let (Some(diffs), Some(chains), Some(descs)) = (
+                img.config.rootfs.diff_ids.get(..st.layers),
+                img.record.layers.get(..st.layers),
+                img.manifest.layers.get(..st.layers),
+            ) else {
+                continue;
+            };
+            let config = ImageConfig {
+                rootfs: RootFs {
+                    fs_type: "layers".into(),
+                    diff_ids: diffs.to_vec(),
+                },
+                history: vec![hull_oci::History {
+                    created: Some(st.created.clone()),
+                    ..hull_oci::History::default()
+                }],
+                ..ImageConfig::default()
+            };
+            let digest = self
+                .store
+                .content()
+                .put_bytes(&config.to_vec())
+                .map_err(Self::store_err)?;
+            self.store
+                .metadata()
+                .put_cache(&CacheRecord {
+                    key: st.key.clone(),
+                    config: digest,
+                    layers: chains.to_vec(),
+                    blobs: descs.iter().map(|d| d.digest.clone()).collect(),
+                    size: 0,
+                    created_at: now,
+                    last_used: now,
+                })
+                .map_err(Self::store_err)?;
+        }
+        Ok(())
     }
 
     fn emit(&self, ev: BuildEvent) {
@@ -362,19 +461,32 @@ impl Builder<'_> {
                 let s = self
                     .built_stage(*i)
                     .ok_or_else(|| BuildError::Store(format!("stage {i} was not built")))?;
-                (s.config.clone(), s.layers.clone(), s.key.clone())
+                let state = StageState::new(s.config.clone(), self.lexer);
+                return Ok(StageRun {
+                    state,
+                    layers: s.layers.clone(),
+                    key: s.key.clone(),
+                    steps: s.steps.clone(),
+                });
             }
             Base::Image(r) => {
                 let id = self
                     .images
                     .resolve(r, &stage.platform)
                     .map_err(|e| BuildError::at(plan_line(&self.req.dockerfile, index), e))?;
-                let (config, layers) = self.image_layers(&id)?;
+                let (mut config, layers) = self.image_layers(&id)?;
+                // The base's own inline cache describes the base's build, not this one.
+                config.extra.remove(INLINE_CACHE_FIELD);
                 (config, layers, key_of(&["image", &id.to_string()]))
             }
         };
         let state = StageState::new(config, self.lexer);
-        Ok(StageRun { state, layers, key })
+        Ok(StageRun {
+            state,
+            layers,
+            key,
+            steps: Vec::new(),
+        })
     }
 
     /// An image's config and its layers with blob descriptors.
@@ -467,6 +579,17 @@ impl Builder<'_> {
                     self.remember(&run, &key)?;
                 }
             }
+            run.steps.push(InlineStep {
+                key: key.clone(),
+                layers: run.layers.len(),
+                created: run
+                    .state
+                    .config
+                    .history
+                    .last()
+                    .and_then(|h| h.created.clone())
+                    .unwrap_or_default(),
+            });
             run.key = key;
             self.emit(BuildEvent::Done {
                 id,
@@ -477,6 +600,7 @@ impl Builder<'_> {
             config: run.state.config,
             layers: run.layers,
             key: run.key,
+            steps: run.steps,
         })
     }
 

@@ -45,6 +45,9 @@ pub mod plan;
 pub mod step;
 
 pub use args::{BuildArgs, StageVars};
-pub use build::{BuildEvent, BuildRequest, BuildResult, ImageSource, RunExecutor, RunMount, build};
+pub use build::{
+    BuildEvent, BuildRequest, BuildResult, INLINE_CACHE_FIELD, ImageSource, RunExecutor, RunMount,
+    build,
+};
 pub use error::BuildError;
 pub use plan::{Base, BuildOptions, Plan, PlannedStage};

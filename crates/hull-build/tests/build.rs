@@ -127,6 +127,8 @@ fn run_build(e: &Env, dockerfile: &str, f: impl FnOnce(&mut BuildRequest)) -> Bu
         labels: BTreeMap::new(),
         source_date_epoch: None,
         hash_cache: None,
+        inline_cache: false,
+        cache_from: vec![],
     };
     f(&mut req);
     let events = Mutex::new(Vec::new());
@@ -381,5 +383,52 @@ COPY --from=right /right /right\n";
     assert_eq!(
         read_in(&e.store, &r.image, "/right").unwrap(),
         "rendezvous right\n"
+    );
+}
+
+#[test]
+fn an_inline_cache_seeds_another_store() {
+    hull_test::require_root!();
+    let e = env();
+    let df = "FROM base\nCOPY src /src\nRUN echo made > /made\nENV X=1\n";
+    let built = run_build(&e, df, |req| req.inline_cache = true)
+        .result
+        .unwrap();
+    // a second store that has the image (as a pull would give it) but no build cache
+    let other = env();
+    let archive = e._dir.path().join("img.tar");
+    let mut f = fs::File::create(&archive).unwrap();
+    e.store
+        .save(
+            &["built:latest".to_string()],
+            hull_image::ArchiveFormat::OciArchive,
+            &mut f,
+        )
+        .unwrap();
+    drop(f);
+    other
+        .store
+        .load(
+            Box::new(fs::File::open(&archive).unwrap()),
+            hull_image::discard(),
+        )
+        .unwrap();
+    fs::write(other.context.join("src/main.c"), "int main(){}\n").unwrap();
+    let cold = run_build(&other, df, |_| {});
+    assert_eq!(cached_steps(&cold), Vec::<usize>::new());
+    let warm = run_build(&other, df, |req| {
+        req.cache_from = vec!["built:latest".into()]
+    });
+    assert_eq!(cached_steps(&warm), vec![2, 3], "{:?}", warm.events);
+    let id = warm.result.unwrap().image;
+    let img = other.store.image(&id).unwrap();
+    assert_eq!(
+        img.config.rootfs.diff_ids,
+        e.store.image(&built.image).unwrap().config.rootfs.diff_ids
+    );
+    assert!(
+        !img.config
+            .extra
+            .contains_key(hull_build::INLINE_CACHE_FIELD)
     );
 }

@@ -39,6 +39,12 @@ pub struct BuildArgs {
     /// Always look for a newer version of the base images in their registries
     #[arg(long)]
     pub pull: bool,
+    /// Reuse the layers of an image built with an inline cache (pulled if missing); may be repeated
+    #[arg(long = "cache-from", value_name = "IMAGE")]
+    pub cache_from: Vec<String>,
+    /// Cache export: `type=inline` records the cache in the image for --cache-from elsewhere
+    #[arg(long = "cache-to", value_name = "type=inline")]
+    pub cache_to: Option<String>,
     /// Build context: a directory, a tarball, or `-` (a Dockerfile on stdin, no context)
     pub context: String,
 }

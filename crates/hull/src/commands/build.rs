@@ -383,6 +383,18 @@ pub async fn run(ctx: &Ctx, args: BuildArgs) -> anyhow::Result<()> {
         .map(|t| parse_reference(t))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let output = args.output.as_deref().map(parse_output).transpose()?;
+    // BuildKit's spelling of the same thing: --build-arg BUILDKIT_INLINE_CACHE=1.
+    let inline_cache = match args.cache_to.as_deref() {
+        None => build_args
+            .get("BUILDKIT_INLINE_CACHE")
+            .is_some_and(|v| v == "1"),
+        Some("type=inline") => true,
+        Some(other) => {
+            return Err(UserError::new(format!("unsupported --cache-to {other}"))
+                .hint("use --cache-to type=inline, then push the image and --cache-from it")
+                .into());
+        }
+    };
     let store = ctx.store()?;
     let hash_cache = context.path().map(|dir| {
         let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
@@ -407,6 +419,16 @@ pub async fn run(ctx: &Ctx, args: BuildArgs) -> anyhow::Result<()> {
         labels: parse_labels(&args.labels)?,
         source_date_epoch,
         hash_cache,
+        inline_cache,
+        cache_from: args
+            .cache_from
+            .iter()
+            .map(|c| {
+                c.strip_prefix("type=registry,ref=")
+                    .unwrap_or(c)
+                    .to_string()
+            })
+            .collect(),
     };
     let quiet = args.quiet || args.progress == ProgressKind::Quiet;
     let log = Mutex::new(Log::new(args.progress, quiet));

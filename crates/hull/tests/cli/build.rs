@@ -282,3 +282,28 @@ fn builder_prune_drops_the_cache() {
     let out = hull.output(&["build", &c]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("CACHED"));
 }
+
+#[test]
+fn cache_from_a_registry_image_skips_the_steps_it_made() {
+    let (hull, ctx) = setup();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM base\nCOPY app /app\nRUN echo made > /made\n",
+    );
+    let c = ctx.path().display().to_string();
+    let data = tempfile::tempdir_in(scratch()).unwrap();
+    let serve = Serve::start(data.path());
+    let image = format!("{}/cache/app:1", serve.host());
+    hull.ok(&["build", "--cache-to", "type=inline", "-t", &image, &c]);
+    hull.ok(&["push", &image]);
+
+    // another machine: the same base, no build cache
+    let (other, _) = setup();
+    let out = other.output(&["build", "--cache-from", &image, "-t", "app:copy", &c]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches(" CACHED").count(), 2, "{stderr}");
+    let err = other.fails(&["build", "--cache-to", "type=registry,ref=x", &c]);
+    assert!(err.contains("unsupported --cache-to"), "{err}");
+}
