@@ -94,6 +94,9 @@ pub struct BuildRequest {
     pub inline_cache: bool,
     /// `--cache-from`: images (pulled if missing) whose inline cache seeds this build's.
     pub cache_from: Vec<String>,
+    /// Where the keys of this context's and Dockerfile's last build are kept, so a cache miss
+    /// names what changed (`--progress plain`).
+    pub step_history: Option<PathBuf>,
 }
 
 /// What a build reports as it goes.
@@ -165,6 +168,16 @@ struct InlineStep {
 /// its own, so `--cache-from` can reuse the image's layers for the steps that made them.
 pub const INLINE_CACHE_FIELD: &str = "hull.build.cache.v0";
 
+/// What a filesystem step's key was made of, remembered between builds of one context and
+/// Dockerfile so that a miss can say what changed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct StepRecord {
+    key: Digest,
+    parent: Digest,
+    text: String,
+    inputs: String,
+}
+
 /// A stage that has been built, as later stages read it.
 #[derive(Clone)]
 struct BuiltStage {
@@ -207,6 +220,9 @@ struct Builder<'a> {
     step_id: AtomicUsize,
     cached: AtomicUsize,
     lexer: Lexer,
+    /// The previous build's step records (see [`BuildRequest::step_history`]) and this one's.
+    previous: BTreeMap<String, StepRecord>,
+    history: Mutex<BTreeMap<String, StepRecord>>,
 }
 
 /// Builds `req` into `store`.
@@ -266,6 +282,13 @@ pub fn build(
         step_id: AtomicUsize::new(0),
         cached: AtomicUsize::new(0),
         lexer: Lexer::new(req.dockerfile.directives.escape_char()),
+        previous: req
+            .step_history
+            .as_deref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default(),
+        history: Mutex::new(BTreeMap::new()),
     };
     for r in &req.cache_from {
         b.import_inline_cache(r, &plan.target_platform)?;
@@ -293,6 +316,15 @@ pub fn build(
         for (i, r) in results {
             let stage = r?;
             b.lock_built().insert(i, stage);
+        }
+    }
+    if let Some(p) = &req.step_history {
+        let steps = std::mem::take(&mut *b.lock_history());
+        if let Err(e) = save_json(p, &steps) {
+            b.emit(BuildEvent::Warning(format!(
+                "saving the build's step keys to {}: {e}",
+                p.display()
+            )));
         }
     }
     let unused = build_args.unused();
@@ -412,6 +444,63 @@ impl Builder<'_> {
                 .map_err(Self::store_err)?;
         }
         Ok(())
+    }
+
+    fn lock_history(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, StepRecord>> {
+        self.history.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Why a step missed, told from the last build of this context and Dockerfile: the files it
+    /// reads that changed, its instruction, or an earlier step.
+    fn miss_reason(
+        &self,
+        step: &str,
+        parent: &Digest,
+        text: &str,
+        inputs: &str,
+        key: &Digest,
+    ) -> String {
+        let Some(prev) = self.previous.get(step) else {
+            return "not built before from this context and Dockerfile".into();
+        };
+        if &prev.key == key {
+            return "its cached result was pruned".into();
+        }
+        if &prev.parent != parent {
+            return "an earlier step changed".into();
+        }
+        if prev.text != text {
+            return "the instruction or the variables it uses changed".into();
+        }
+        let old: BTreeMap<&str, &str> = prev
+            .inputs
+            .lines()
+            .filter_map(|l| l.rsplit_once(' '))
+            .collect();
+        let new: BTreeMap<&str, &str> = inputs.lines().filter_map(|l| l.rsplit_once(' ')).collect();
+        let mut changed: Vec<String> = Vec::new();
+        for (path, d) in &new {
+            match old.get(path) {
+                None => changed.push(format!("{path} (new)")),
+                Some(o) if o != d => changed.push(format!("{path} (changed)")),
+                Some(_) => {}
+            }
+        }
+        for path in old.keys() {
+            if !new.contains_key(path) {
+                changed.push(format!("{path} (gone)"));
+            }
+        }
+        if changed.is_empty() {
+            return "its inputs changed".into();
+        }
+        let more = changed.len().saturating_sub(5);
+        changed.truncate(5);
+        let mut s = format!("files it reads changed: {}", changed.join(", "));
+        if more > 0 {
+            s.push_str(&format!(" and {more} more"));
+        }
+        s
     }
 
     fn emit(&self, ev: BuildEvent) {
@@ -549,6 +638,16 @@ impl Builder<'_> {
             }
             let inputs = self.inputs(&d, ins.span.start)?;
             let key = key_of(&[&run.key.to_string(), &d.cache_text, &inputs]);
+            let step_id = format!("{name}/{}", n + 2);
+            self.lock_history().insert(
+                step_id.clone(),
+                StepRecord {
+                    key: key.clone(),
+                    parent: run.key.clone(),
+                    text: d.cache_text.clone(),
+                    inputs: inputs.clone(),
+                },
+            );
             let hit = if self.req.no_cache {
                 None
             } else {
@@ -564,17 +663,12 @@ impl Builder<'_> {
                     self.emit(BuildEvent::Cached { id });
                 }
                 None => {
-                    self.emit(BuildEvent::Miss {
-                        id,
-                        reason: if self.req.no_cache {
-                            "--no-cache".into()
-                        } else {
-                            format!(
-                                "no cached result for this step with {}",
-                                describe_inputs(&inputs)
-                            )
-                        },
-                    });
+                    let reason = if self.req.no_cache {
+                        "--no-cache".into()
+                    } else {
+                        self.miss_reason(&step_id, &run.key, &d.cache_text, &inputs, &key)
+                    };
+                    self.emit(BuildEvent::Miss { id, reason });
                     self.perform(&mut run, &d, id, ins.span.start)?;
                     self.remember(&run, &key)?;
                 }
@@ -1291,15 +1385,19 @@ fn onbuild_triggers(
     Ok(out)
 }
 
-fn describe_inputs(inputs: &str) -> String {
-    if inputs.is_empty() {
-        "its instruction and parent".to_string()
-    } else {
-        let first: Vec<&str> = inputs.lines().take(3).collect();
-        format!("inputs {}", first.join(", "))
-    }
-}
-
 fn plan_line(df: &Dockerfile, index: usize) -> usize {
     df.stages.get(index).map_or(0, |s| s.span.start)
+}
+
+/// Writes `value` as JSON durably (temp file, fsync, rename).
+fn save_json(path: &Path, value: &impl serde::Serialize) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    serde_json::to_writer(&mut tmp, value).map_err(std::io::Error::other)?;
+    tmp.flush()?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }

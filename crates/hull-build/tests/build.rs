@@ -129,6 +129,7 @@ fn run_build(e: &Env, dockerfile: &str, f: impl FnOnce(&mut BuildRequest)) -> Bu
         hash_cache: None,
         inline_cache: false,
         cache_from: vec![],
+        step_history: Some(e._dir.path().join("step-history.json")),
     };
     f(&mut req);
     let events = Mutex::new(Vec::new());
@@ -248,6 +249,22 @@ fn builds_copy_run_and_config_then_rebuilds_from_cache() {
     fs::write(e.context.join("README"), "changed\n").unwrap();
     let third = run_build(&e, APP, |_| {});
     let r3 = third.result.as_ref().unwrap();
+    let reasons: Vec<&str> = third
+        .events
+        .iter()
+        .filter_map(|ev| match ev {
+            BuildEvent::Miss { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            "files it reads changed: README (changed)",
+            "an earlier step changed"
+        ],
+        "a miss names what changed"
+    );
     assert_eq!(cached_steps(&third), vec![3, 4], "WORKDIR, COPY src");
     assert_ne!(r3.image, r.image);
     assert_eq!(

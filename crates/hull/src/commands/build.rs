@@ -404,6 +404,25 @@ pub async fn run(ctx: &Ctx, args: BuildArgs) -> anyhow::Result<()> {
             .join("context-hashes")
             .join(key.hex())
     });
+    // The last build of this context and Dockerfile, to say why a step missed the cache.
+    let step_history = {
+        let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let mut id = context
+            .path()
+            .map(|d| canonical(d).display().to_string())
+            .unwrap_or_default();
+        id.push('\0');
+        id.push_str(
+            &dockerfile_path
+                .as_deref()
+                .map(|d| canonical(d).display().to_string())
+                .unwrap_or_else(|| "-".into()),
+        );
+        ctx.root
+            .join("build")
+            .join("step-history")
+            .join(hull_oci::Digest::sha256_of(id.as_bytes()).hex())
+    };
     let req = BuildRequest {
         dockerfile,
         context: context.path().map(Path::to_path_buf),
@@ -420,6 +439,7 @@ pub async fn run(ctx: &Ctx, args: BuildArgs) -> anyhow::Result<()> {
         source_date_epoch,
         hash_cache,
         inline_cache,
+        step_history: Some(step_history),
         cache_from: args
             .cache_from
             .iter()

@@ -277,6 +277,14 @@ fn builder_prune_drops_the_cache() {
     hull.ok(&["build", &c]);
     let out = hull.output(&["build", &c]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("CACHED"));
+    // --progress plain says why a step missed
+    write(ctx.path(), "app/main.sh", "echo changed\n");
+    let out = hull.output(&["build", "--progress", "plain", &c]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cache miss: files it reads changed: app (changed)"),
+        "{stderr}"
+    );
     let pruned = hull.ok(&["builder", "prune", "-f"]);
     assert!(pruned.contains("Deleted build cache objects:"), "{pruned}");
     let out = hull.output(&["build", &c]);
