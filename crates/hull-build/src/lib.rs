@@ -5,10 +5,18 @@
 //! can run ([`plan`]), how `ARG` values flow from `--build-arg`, global declarations and the
 //! automatic platform arguments into each stage ([`args`]), and what the build context holds
 //! after `.dockerignore`, hashed file by file ([`context`]), and what each instruction does to
-//! the config and history and asks of the filesystem ([`step`]).
+//! the config and history and asks of the filesystem ([`step`]), COPY/ADD ([`copy`]), and the
+//! run itself ([`build`]): stages of a wave on their own threads, each filesystem step looked
+//! up by its cache key and otherwise performed on an overlay snapshot and committed as a layer,
+//! config-only steps recomputed every build; an inline cache in the image (`--cache-to
+//! type=inline`) that `--cache-from` seeds another store's cache with; and each miss explained
+//! against the last build of the same context and Dockerfile.
 //!
-//! Depends on `hull-oci` (platforms) and `hull-dockerfile` (the syntax tree). It does not parse
-//! text or run containers: the parser and the runtime are other crates' jobs.
+//! Depends on `hull-oci`, `hull-dockerfile`, `hull-layer` (confined unpacking, layer diffs),
+//! `hull-image` (the store and its snapshots) and `hull-metadata` (cache records). It does not
+//! parse text or start containers: RUN goes through the [`RunExecutor`] trait this crate owns
+//! and front ends implement (hull's with `hull-runtime`), so the build's semantics are tested
+//! here with a plain chroot executor.
 //!
 //! Semantics follow BuildKit's Dockerfile frontend. The corpus in the repository's
 //! `tests/build/` is built by hull and by `buildah bud` (Debian 12's 1.28) and compared config
