@@ -6,9 +6,8 @@
 //! (`RUN /bin/sh -c make # buildkit`, `ENV A=b`, `CMD ["sh" "-c" "x"]`), the comment of every
 //! entry is `buildkit.dockerfile.v0`, and metadata-only steps are `empty_layer`.
 //!
-//! Deliberate difference: BuildKit records `WORKDIR` as a layer step even when the directory
-//! already exists (and then drops the empty diff); here WORKDIR is a layer step only when the
-//! caller reports it created the directory ([`StageState::workdir_created`]).
+//! A filesystem step that changes nothing (a WORKDIR that already exists, a RUN that writes
+//! nothing) adds no layer and is recorded `empty_layer`, as BuildKit drops empty diffs.
 
 use std::collections::BTreeMap;
 
