@@ -76,10 +76,22 @@ pub struct Entry {
 }
 
 /// Digests of context files from earlier scans, keyed by relative path.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct HashCache {
     entries: HashMap<String, (FileStamp, Digest)>,
+    /// The file that holds exactly these entries (read by `load` or written by `save`, and
+    /// no scan changed them since), which `save` then leaves alone.
+    saved_at: Option<PathBuf>,
 }
+
+/// Caches are equal when they remember the same digests, wherever they were saved.
+impl PartialEq for HashCache {
+    fn eq(&self, other: &HashCache) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl Eq for HashCache {}
 
 /// What tells that a file may have changed without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +123,7 @@ impl HashCache {
             return HashCache::default();
         };
         let mut entries = HashMap::new();
+        let mut complete = true;
         for line in text.lines() {
             let mut f = line.splitn(7, ' ');
             let parsed = (|| {
@@ -125,16 +138,26 @@ impl HashCache {
                 let path = f.next()?.to_string();
                 Some((path, (stamp, digest)))
             })();
-            if let Some((p, v)) = parsed {
-                entries.insert(p, v);
+            match parsed {
+                Some((p, v)) => {
+                    entries.insert(p, v);
+                }
+                None => complete = false,
             }
         }
-        HashCache { entries }
+        HashCache {
+            entries,
+            saved_at: complete.then(|| path.to_path_buf()),
+        }
     }
 
-    /// Writes the cache atomically (temp file, fsync, rename).
-    pub fn save(&self, path: &Path) -> io::Result<()> {
+    /// Writes the cache atomically (temp file, fsync, rename); a cache unchanged since it was
+    /// loaded from or saved to `path` is not written again.
+    pub fn save(&mut self, path: &Path) -> io::Result<()> {
         use std::io::Write as _;
+        if self.saved_at.as_deref() == Some(path) {
+            return Ok(());
+        }
         let dir = path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir)?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
@@ -154,6 +177,7 @@ impl HashCache {
         }
         tmp.as_file().sync_all()?;
         tmp.persist(path).map_err(|e| e.error)?;
+        self.saved_at = Some(path.to_path_buf());
         Ok(())
     }
 
@@ -207,6 +231,10 @@ impl Context {
             }
         }
         let files_hashed = todo.len();
+        // Every file found known and unchanged, and none gone: the cache stays as it was.
+        if files_hashed == 0 && next.entries.len() == cache.entries.len() {
+            next.saved_at = cache.saved_at.take();
+        }
         for (rel, stamp, digest) in hash_files(root, todo)? {
             next.entries.insert(rel, (stamp, digest));
         }
@@ -614,6 +642,47 @@ mod tests {
         cache.save(&file).unwrap();
         assert_eq!(HashCache::load(&file), cache);
         assert!(HashCache::load(&dir.path().join("nope")).is_empty());
+    }
+
+    #[test]
+    fn an_unchanged_cache_is_not_written_again() {
+        let dir = tree();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let file = elsewhere.path().join("hashes");
+        let m = Matcher::default();
+        let inode = |p: &Path| fs::metadata(p).unwrap().ino();
+        let mut first = HashCache::default();
+        Context::scan(dir.path(), &m, &mut first).unwrap();
+        first.save(&file).unwrap();
+        let written = inode(&file);
+
+        let mut loaded = HashCache::load(&file);
+        let c = Context::scan(dir.path(), &m, &mut loaded).unwrap();
+        assert_eq!(c.files_hashed, 0);
+        loaded.save(&file).unwrap();
+        assert_eq!(
+            inode(&file),
+            written,
+            "nothing changed: the file is left alone"
+        );
+        // elsewhere, the same cache is written
+        let copy = elsewhere.path().join("copy");
+        loaded.save(&copy).unwrap();
+        assert_eq!(HashCache::load(&copy), loaded);
+
+        // a changed file, or a file gone, is saved
+        write(dir.path(), "notes.txt", "changed");
+        Context::scan(dir.path(), &m, &mut loaded).unwrap();
+        loaded.save(&file).unwrap();
+        let rewritten = inode(&file);
+        assert_ne!(rewritten, written);
+        assert_eq!(HashCache::load(&file), loaded);
+        fs::remove_file(dir.path().join("docs/a.md")).unwrap();
+        Context::scan(dir.path(), &m, &mut loaded).unwrap();
+        loaded.save(&file).unwrap();
+        assert_ne!(inode(&file), rewritten);
+        assert_eq!(HashCache::load(&file), loaded);
+        assert_eq!(loaded.len(), 7);
     }
 
     #[test]
