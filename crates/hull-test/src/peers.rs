@@ -350,7 +350,7 @@ pub fn podman(tmp: &Path) -> Command {
     cmd.arg("--root")
         .arg(tmp.join("root"))
         .arg("--runroot")
-        .arg(tmp.join("runroot"))
+        .arg(short_runroot(tmp))
         .arg("--tmpdir")
         .arg(tmp.join("libpod-tmp"))
         .arg("--storage-driver")
@@ -364,6 +364,19 @@ pub fn podman(tmp: &Path) -> Command {
         .env("CONTAINERS_STORAGE_CONF", dir.join("storage.conf"))
         .env("REGISTRY_AUTH_FILE", dir.join("auth.json"));
     cmd
+}
+
+/// podman refuses a runroot longer than 50 characters (its sockets live there): the runroot of
+/// the store at `tmp` is a short directory under `/tmp` named after `tmp`, the same for every
+/// command on that store. The checkout may sit at any depth, so `tmp` itself may be long.
+fn short_runroot(tmp: &Path) -> PathBuf {
+    let id = hull_oci::Digest::sha256_of(tmp.as_os_str().as_encoded_bytes());
+    let p = PathBuf::from("/tmp").join(format!(
+        "hull-podman-{}",
+        id.hex().get(..16).unwrap_or_default()
+    ));
+    let _ = std::fs::create_dir_all(&p);
+    p
 }
 
 /// `umoci` (no private configuration needed: it reads none).
