@@ -22,7 +22,7 @@ use super::{
     UploadId,
 };
 
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 1024 * 1024;
 /// Temp files older than this are leftovers of a crash, removed by `open` (a write that is
 /// still running after a day loses its temp file and fails).
 const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
