@@ -94,6 +94,9 @@ pub struct BuildRequest {
     pub inline_cache: bool,
     /// `--cache-from`: images (pulled if missing) whose inline cache seeds this build's.
     pub cache_from: Vec<String>,
+    /// `--secret id=ID,src=FILE`: files RUN `--mount=type=secret` binds read-only (never in a
+    /// layer, never in a cache key).
+    pub secrets: BTreeMap<String, PathBuf>,
     /// Where the keys of this context's and Dockerfile's last build are kept, so a cache miss
     /// names what changed (`--progress plain`).
     pub step_history: Option<PathBuf>,
@@ -1054,11 +1057,47 @@ impl Builder<'_> {
                     target,
                     size: m.size,
                 }),
-                MountType::Secret | MountType::Ssh => {
+                MountType::Secret => {
+                    // id defaults to the target's file name; the target to /run/secrets/<id>.
+                    let id = m.id.clone().or_else(|| {
+                        m.target
+                            .as_deref()
+                            .and_then(|t| t.rsplit('/').next())
+                            .map(str::to_string)
+                    });
+                    let Some(id) = id.filter(|i| !i.is_empty()) else {
+                        return Err(err("a secret mount needs an id or a target".into()));
+                    };
+                    if m.env.is_some() && m.target.is_none() {
+                        if m.required {
+                            return Err(err(format!(
+                                "secret {id}: exposing a secret as an environment variable (env=) is not supported yet"
+                            )));
+                        }
+                        continue;
+                    }
+                    match self.req.secrets.get(&id) {
+                        Some(path) => out.push(RunMount::Bind {
+                            target: m
+                                .target
+                                .as_deref()
+                                .map(|t| crate::step::join_path(&r.workdir, t))
+                                .unwrap_or_else(|| format!("/run/secrets/{id}")),
+                            source: path.clone(),
+                            readonly: true,
+                        }),
+                        None if m.required => {
+                            return Err(err(format!(
+                                "secret mount {id} is required but was not given (hull build --secret id={id},src=FILE)"
+                            )));
+                        }
+                        None => {}
+                    }
+                }
+                MountType::Ssh => {
                     if m.required {
                         return Err(err(format!(
-                            "{} mount {} is required, but hull build does not take secrets or SSH agents yet",
-                            m.kind.as_str(),
+                            "ssh mount {} is required, but hull build does not forward SSH agents yet",
                             m.id.as_deref().unwrap_or(&target)
                         )));
                     }

@@ -130,6 +130,7 @@ fn run_build(e: &Env, dockerfile: &str, f: impl FnOnce(&mut BuildRequest)) -> Bu
         inline_cache: false,
         cache_from: vec![],
         step_history: Some(e._dir.path().join("step-history.json")),
+        secrets: BTreeMap::new(),
     };
     f(&mut req);
     let events = Mutex::new(Vec::new());

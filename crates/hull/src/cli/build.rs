@@ -42,6 +42,9 @@ pub struct BuildArgs {
     /// Reuse the layers of an image built with an inline cache (pulled if missing); may be repeated
     #[arg(long = "cache-from", value_name = "IMAGE")]
     pub cache_from: Vec<String>,
+    /// A secret for RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR] (never stored in the image)
+    #[arg(long = "secret", value_name = "id=ID,src=FILE")]
+    pub secrets: Vec<String>,
     /// Cache export: `type=inline` records the cache in the image for --cache-from elsewhere
     #[arg(long = "cache-to", value_name = "type=inline")]
     pub cache_to: Option<String>,

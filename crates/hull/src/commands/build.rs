@@ -244,6 +244,63 @@ fn parse_build_args(args: &[String]) -> anyhow::Result<BTreeMap<String, String>>
     Ok(out)
 }
 
+/// `--secret id=ID[,src=FILE|,env=VAR]` (Docker's form; `src` may be spelled `source`). With
+/// neither, the variable named ID if set, else the file ID.
+fn parse_secrets(specs: &[String], dir: &Path) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    for spec in specs {
+        let (mut id, mut src, mut env) = (None, None, None);
+        for part in spec.split(',') {
+            match part.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+                Some(("env", v)) => env = Some(v.to_string()),
+                Some(("type", "file" | "env")) => {}
+                _ => bail!("invalid --secret {spec:?}: expected id=ID,src=FILE or id=ID,env=VAR"),
+            }
+        }
+        let id = id
+            .filter(|i| !i.is_empty() && !i.contains('/'))
+            .ok_or_else(|| anyhow::anyhow!("invalid --secret {spec:?}: it needs id=ID"))?;
+        let env =
+            env.or_else(|| (src.is_none() && std::env::var_os(&id).is_some()).then(|| id.clone()));
+        let path = match (src, env) {
+            (Some(p), _) => {
+                if !p.is_file() {
+                    bail!("secret {id}: {} is not a file", p.display());
+                }
+                std::fs::canonicalize(&p)
+                    .with_context(|| format!("secret {id}: {}", p.display()))?
+            }
+            (None, Some(var)) => {
+                let value = std::env::var(&var).map_err(|_| {
+                    anyhow::anyhow!("secret {id}: environment variable {var} is not set")
+                })?;
+                let p = dir.join(&id);
+                use std::os::unix::fs::OpenOptionsExt as _;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&p)
+                    .with_context(|| format!("writing secret {id}"))?;
+                f.write_all(value.as_bytes())
+                    .with_context(|| format!("writing secret {id}"))?;
+                p
+            }
+            (None, None) => {
+                let p = PathBuf::from(&id);
+                if !p.is_file() {
+                    bail!("secret {id}: give src=FILE or env=VAR");
+                }
+                p
+            }
+        };
+        out.insert(id, path);
+    }
+    Ok(out)
+}
+
 fn parse_labels(labels: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for l in labels {
@@ -383,6 +440,9 @@ pub async fn run(ctx: &Ctx, args: BuildArgs) -> anyhow::Result<()> {
         .map(|t| parse_reference(t))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let output = args.output.as_deref().map(parse_output).transpose()?;
+    // Secrets given by value (env=) are written to private files for the build's duration.
+    let secret_dir = tempfile::tempdir().context("creating a directory for secrets")?;
+    let secrets = parse_secrets(&args.secrets, secret_dir.path())?;
     // BuildKit's spelling of the same thing: --build-arg BUILDKIT_INLINE_CACHE=1.
     let inline_cache = match args.cache_to.as_deref() {
         None => build_args
@@ -440,6 +500,7 @@ pub async fn run(ctx: &Ctx, args: BuildArgs) -> anyhow::Result<()> {
         hash_cache,
         inline_cache,
         step_history: Some(step_history),
+        secrets,
         cache_from: args
             .cache_from
             .iter()
