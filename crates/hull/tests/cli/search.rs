@@ -1,63 +1,12 @@
 //! `hull search` against `hull serve`: Docker's table, truncation, filters, formats, and the
 //! `HOST/TERM` form.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
 use hull_test::fixtures::{self, FixtureName};
 use hull_test::peers;
 
-use crate::support::{Hull, scratch};
-
-/// A `hull serve` process on a free loopback port; killed on drop.
-struct Serve {
-    child: Child,
-    host: String,
-}
-
-impl Serve {
-    fn start(hull: &Hull, data: &Path) -> Serve {
-        let mut child = hull
-            .cmd()
-            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    // Nobody listens any more; keep draining so the server never blocks.
-                    continue;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let host = loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("hull serve printed no address");
-            if let Some(a) = line.split("://").nth(1) {
-                break a.split_whitespace().next().unwrap().to_string();
-            }
-        };
-        Serve { child, host }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::{Hull, Serve, scratch};
 
 /// `hull serve repo set`, the admin command, on the server's data directory.
 fn set_info(data: &Path, name: &str, description: &str, official: bool, stars: u64) {
@@ -83,8 +32,8 @@ fn search_prints_docker_columns_from_hull_serve() {
     peers::ensure("skopeo", "skopeo").unwrap();
     let hull = Hull::new();
     let data = tempfile::tempdir_in(scratch()).unwrap();
-    let serve = Serve::start(&hull, data.path());
-    let host = serve.host.clone();
+    let serve = Serve::start(data.path());
+    let host = serve.host().to_string();
     let (layout, tag) = fixtures::layout(FixtureName::BusyboxOci).unwrap();
     for repo in ["lab/busybox", "lab/busybox-tools", "lab/other"] {
         let mut cmd = peers::skopeo();

@@ -2,63 +2,35 @@
 //! replicas (on `s3s-fs`), a pull-through mirror of a CNCF registry, and `hull serve gc`.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 use crate::support::*;
 
-/// A `hull serve` with extra flags and environment; killed when dropped.
-struct Server {
-    child: Child,
-    host: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(args: &[&str], env: &[(&str, String)]) -> Server {
-        let dir = tempfile::tempdir_in(scratch()).unwrap();
-        let log = dir.path().join("serve.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hull"));
-        cmd.arg("--root")
-            .arg(dir.path().join("root"))
-            .args(["serve", "--addr", "127.0.0.1:0"])
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env_remove("HULL_ROOT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(a) = text
-                .lines()
-                .find_map(|l| l.split("listening on http://").nth(1))
-            {
-                let host = a.split_whitespace().next().unwrap().to_string();
-                return Server {
-                    child,
-                    host,
-                    _dir: dir,
-                };
-            }
-            if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("hull serve {args:?} did not start:\n{text}");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+/// Pushes `keep_image` as `PREFIX/keep:v1` and `drop_image` as `PREFIX/drop:v1` to `server`,
+/// then deletes the `drop` tag (its manifest stays, untagged). Returns both references.
+fn push_keep_and_untag(
+    hull: &Hull,
+    server: &Serve,
+    prefix: &str,
+    keep_image: &str,
+    drop_image: &str,
+) -> (String, String) {
+    let keep = format!("{}/{prefix}/keep:v1", server.host());
+    let drop = format!("{}/{prefix}/drop:v1", server.host());
+    for (image, name) in [(keep_image, &keep), (drop_image, &drop)] {
+        hull.ok(&["pull", image]);
+        hull.ok(&["tag", image, name]);
+        hull.ok(&["push", name]);
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    let status = reqwest::blocking::Client::new()
+        .delete(format!(
+            "http://{}/v2/{prefix}/drop/manifests/v1",
+            server.host()
+        ))
+        .send()
+        .unwrap()
+        .status();
+    assert_eq!(status, 202, "untagging {drop}");
+    (keep, drop)
 }
 
 fn s3_env() -> Vec<(&'static str, String)> {
@@ -82,22 +54,22 @@ fn two_replicas_on_one_s3_bucket_serve_each_others_pushes() {
         "--s3-endpoint",
         endpoint.as_str(),
     ];
-    let a = Server::start(&flags, &s3_env());
-    let b = Server::start(&flags, &s3_env());
+    let a = Serve::start_with(&flags, &s3_env());
+    let b = Serve::start_with(&flags, &s3_env());
     let (_reg, fx) = registry();
     let hull = Hull::new();
     hull.ok(&["pull", &fx.multilayer]);
     let id = hull.image_id(&fx.multilayer);
-    let on_a = format!("{}/shared/multilayer:v1", a.host);
+    let on_a = format!("{}/shared/multilayer:v1", a.host());
     hull.ok(&["tag", &fx.multilayer, &on_a]);
     hull.ok(&["push", &on_a]);
 
     let other = Hull::new();
-    let on_b = format!("{}/shared/multilayer:v1", b.host);
+    let on_b = format!("{}/shared/multilayer:v1", b.host());
     other.ok(&["pull", &on_b]);
     assert_eq!(other.image_id(&on_b), id, "replica B serves what A stored");
     // B's catalog lists it too
-    let catalog = reqwest::blocking::get(format!("http://{}/v2/_catalog", b.host))
+    let catalog = reqwest::blocking::get(format!("http://{}/v2/_catalog", b.host()))
         .unwrap()
         .text()
         .unwrap();
@@ -131,65 +103,40 @@ fn two_replicas_on_one_s3_bucket_serve_each_others_pushes() {
 #[test]
 fn a_mirror_serves_the_upstreams_images_byte_for_byte_and_refuses_pushes() {
     let (reg, fx) = registry();
-    let mirror = Server::start(&["--proxy-remote", &format!("http://{}", reg.host())], &[]);
+    let mirror = Serve::start_with(&["--proxy-remote", &format!("http://{}", reg.host())], &[]);
     let hull = Hull::new();
     hull.ok(&["pull", &fx.busybox]);
     let direct = hull.image_id(&fx.busybox);
     let upstream_digest = raw_manifest_digest(&fx.busybox);
 
     let through = Hull::new();
-    let name = fx.busybox.replacen(&reg.host(), &mirror.host, 1);
-    let out = through.ok(&["pull", &name]);
+    let name = fx.busybox.replacen(&reg.host(), mirror.host(), 1);
+    through.ok(&["pull", &name]);
     assert_eq!(through.image_id(&name), direct);
-    let _ = out;
     assert_eq!(
         raw_manifest_digest(&name),
         upstream_digest,
         "the mirror serves the upstream's manifest bytes"
     );
     // pushes are refused
-    let target = format!("{}/test/pushed:v1", mirror.host);
+    let target = format!("{}/test/pushed:v1", mirror.host());
     hull.ok(&["tag", &fx.busybox, &target]);
     let err = hull.fails(&["push", &target]);
     assert!(err.to_lowercase().contains("unsupported"), "{err}");
 }
 
-/// The digest of the manifest a registry serves for `reference` (over plain http).
+/// The digest of the manifest a registry serves for `reference` (skopeo, plain http).
 fn raw_manifest_digest(reference: &str) -> String {
-    let (host, rest) = reference.split_once('/').unwrap();
-    let (repo, tag) = rest.rsplit_once(':').unwrap();
-    let resp = reqwest::blocking::Client::new()
-        .get(format!("http://{host}/v2/{repo}/manifests/{tag}"))
-        .header(
-            "accept",
-            "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json",
-        )
-        .send()
-        .unwrap();
-    assert!(resp.status().is_success(), "{reference}: {}", resp.status());
-    hull_oci::Digest::sha256_of(&resp.bytes().unwrap()).to_string()
+    hull_oci::Digest::sha256_of(raw_manifest(reference).as_bytes()).to_string()
 }
 
 #[test]
 fn serve_gc_removes_untagged_images_and_keeps_tagged_ones() {
     let (_reg, fx) = registry();
     let data = tempfile::tempdir_in(scratch()).unwrap();
-    let server = Server::start(&["--data", &data.path().display().to_string()], &[]);
+    let server = Serve::start_with(&["--data", &data.path().display().to_string()], &[]);
     let hull = Hull::new();
-    hull.ok(&["pull", &fx.busybox]);
-    hull.ok(&["pull", &fx.multilayer]);
-    let keep = format!("{}/gc/keep:v1", server.host);
-    let drop = format!("{}/gc/drop:v1", server.host);
-    hull.ok(&["tag", &fx.busybox, &keep]);
-    hull.ok(&["tag", &fx.multilayer, &drop]);
-    hull.ok(&["push", &keep]);
-    hull.ok(&["push", &drop]);
-    let status = reqwest::blocking::Client::new()
-        .delete(format!("http://{}/v2/gc/drop/manifests/v1", server.host))
-        .send()
-        .unwrap()
-        .status();
-    assert_eq!(status, 202);
+    let (keep, _) = push_keep_and_untag(&hull, &server, "gc", &fx.busybox, &fx.multilayer);
     let data_flag = data.path().display().to_string();
     let dry = hull.ok(&[
         "serve",
@@ -253,7 +200,7 @@ fn token_auth_scopes_pushes_and_pulls_per_repository() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let server = Server::start(
+    let server = Serve::start_with(
         &[
             "--data",
             &data.display().to_string(),
@@ -265,7 +212,7 @@ fn token_auth_scopes_pushes_and_pulls_per_repository() {
         ],
         &[],
     );
-    let host = server.host.clone();
+    let host = server.host().to_string();
     let alice = Hull::new();
     alice.ok(&["pull", &fx.busybox]);
     let private = format!("{host}/private/busybox:v1");
@@ -330,7 +277,7 @@ fn scheduled_collection_runs_while_the_registry_serves() {
     let config = dir.path().join("serve.toml");
     std::fs::write(&config, "gc-interval-secs = 1\ngc-grace-secs = 0\n").unwrap();
     let data = dir.path().join("data");
-    let server = Server::start(
+    let server = Serve::start_with(
         &[
             "--data",
             &data.display().to_string(),
@@ -340,22 +287,10 @@ fn scheduled_collection_runs_while_the_registry_serves() {
         &[],
     );
     let hull = Hull::new();
-    hull.ok(&["pull", &fx.busybox]);
-    let keep = format!("{}/sched/keep:v1", server.host);
-    let drop = format!("{}/sched/drop:v1", server.host);
-    hull.ok(&["tag", &fx.busybox, &keep]);
-    hull.ok(&["tag", &fx.busybox, &drop]);
-    hull.ok(&["push", &keep]);
-    hull.ok(&["push", &drop]);
-    let status = reqwest::blocking::Client::new()
-        .delete(format!("http://{}/v2/sched/drop/manifests/v1", server.host))
-        .send()
-        .unwrap()
-        .status();
-    assert_eq!(status, 202);
+    let (keep, _) = push_keep_and_untag(&hull, &server, "sched", &fx.busybox, &fx.busybox);
     // the untagged manifest leaves its repository within a few runs, the tagged one stays
     let digest = raw_manifest_digest(&keep);
-    let url = format!("http://{}/v2/sched/drop/manifests/{digest}", server.host);
+    let url = format!("http://{}/v2/sched/drop/manifests/{digest}", server.host());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let s = reqwest::blocking::Client::new()

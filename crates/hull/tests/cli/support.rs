@@ -124,12 +124,19 @@ impl Serve {
         Self::start_at(data, "127.0.0.1:0")
     }
 
+    /// `hull serve --addr 127.0.0.1:0 ARGS...` with extra environment (S3 credentials, say).
+    pub fn start_with(args: &[&str], env: &[(&str, String)]) -> Serve {
+        Self::try_start("127.0.0.1:0", args, env)
+            .unwrap_or_else(|log| panic!("hull serve {args:?} did not start:\n{log}"))
+    }
+
     /// `hull serve --addr ADDR --data DATA`; retries for a while when `ADDR` is still taken
     /// (a server just killed on it).
     pub fn start_at(data: &Path, addr: &str) -> Serve {
+        let data = data.display().to_string();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
-            match Self::try_start(data, addr) {
+            match Self::try_start(addr, &["--data", &data], &[]) {
                 Ok(s) => return s,
                 Err(log) if log.contains("in use") && std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(100));
@@ -139,26 +146,28 @@ impl Serve {
         }
     }
 
-    fn try_start(data: &Path, addr: &str) -> Result<Serve, String> {
+    fn try_start(addr: &str, args: &[&str], env: &[(&str, String)]) -> Result<Serve, String> {
         let root = tempfile::Builder::new()
             .prefix("hull-serve")
             .tempdir_in(scratch())
             .unwrap();
         let log = root.path().join("serve.log");
         std::fs::write(root.path().join("config.toml"), "").unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_hull"))
-            .arg("--root")
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hull"));
+        cmd.arg("--root")
             .arg(root.path().join("root"))
-            .args(["serve", "--addr", addr, "--data"])
-            .arg(data)
+            .args(["serve", "--addr", addr])
+            .args(args)
             .env("NO_COLOR", "1")
             .env("HULL_CONFIG", root.path().join("config.toml"))
             .env_remove("HULL_ROOT")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
         let mut serve = Serve {
             child,
             addr: String::new(),
