@@ -323,7 +323,9 @@ pub fn build(
     }
     if let Some(p) = &req.step_history {
         let steps = std::mem::take(&mut *b.lock_history());
-        if let Err(e) = save_json(p, &steps) {
+        if let Err(e) = crate::context::write_atomic(p, |w| {
+            serde_json::to_writer(w, &steps).map_err(std::io::Error::other)
+        }) {
             b.emit(BuildEvent::Warning(format!(
                 "saving the build's step keys to {}: {e}",
                 p.display()
@@ -1426,17 +1428,4 @@ fn onbuild_triggers(
 
 fn plan_line(df: &Dockerfile, index: usize) -> usize {
     df.stages.get(index).map_or(0, |s| s.span.start)
-}
-
-/// Writes `value` as JSON durably (temp file, fsync, rename).
-fn save_json(path: &Path, value: &impl serde::Serialize) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    serde_json::to_writer(&mut tmp, value).map_err(std::io::Error::other)?;
-    tmp.flush()?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }

@@ -154,15 +154,10 @@ impl HashCache {
     /// Writes the cache atomically (temp file, fsync, rename); a cache unchanged since it was
     /// loaded from or saved to `path` is not written again.
     pub fn save(&mut self, path: &Path) -> io::Result<()> {
-        use std::io::Write as _;
         if self.saved_at.as_deref() == Some(path) {
             return Ok(());
         }
-        let dir = path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        {
-            let mut w = io::BufWriter::new(tmp.as_file_mut());
+        write_atomic(path, |w| {
             for (p, (s, d)) in &self.entries {
                 if p.contains('\n') {
                     continue;
@@ -173,10 +168,8 @@ impl HashCache {
                     s.dev, s.ino, s.size, s.mtime_ns, s.ctime_ns
                 )?;
             }
-            w.flush()?;
-        }
-        tmp.as_file().sync_all()?;
-        tmp.persist(path).map_err(|e| e.error)?;
+            Ok(())
+        })?;
         self.saved_at = Some(path.to_path_buf());
         Ok(())
     }
@@ -188,6 +181,26 @@ impl HashCache {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+}
+
+/// Writes a file durably: `fill` writes into a buffered temp file beside `path`, which is then
+/// fsynced and renamed over `path` (the build's small state files: hash cache, step keys).
+pub(crate) fn write_atomic(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn io::Write) -> io::Result<()>,
+) -> io::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    {
+        let mut w = io::BufWriter::new(tmp.as_file_mut());
+        fill(&mut w)?;
+        w.flush()?;
+    }
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// A scanned build context.
