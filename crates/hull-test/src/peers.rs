@@ -366,6 +366,25 @@ pub fn podman(tmp: &Path) -> Command {
     cmd
 }
 
+/// `buildah` with a private store under `tmp` (`--root tmp/root --runroot tmp/runroot`, overlay
+/// driver) and the same private configuration as [`podman`]; stdin is closed.
+pub fn buildah(tmp: &Path) -> Command {
+    let dir = config_dir_or_panic();
+    let mut cmd = Command::new(which("buildah").unwrap_or_else(|| PathBuf::from("buildah")));
+    cmd.arg("--root")
+        .arg(tmp.join("root"))
+        .arg("--runroot")
+        .arg(tmp.join("runroot"))
+        .arg("--storage-driver")
+        .arg("overlay")
+        .env("CONTAINERS_CONF", dir.join("containers.conf"))
+        .env("CONTAINERS_REGISTRIES_CONF", dir.join("registries.conf"))
+        .env("CONTAINERS_STORAGE_CONF", dir.join("storage.conf"))
+        .env("REGISTRY_AUTH_FILE", dir.join("auth.json"))
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
 /// podman refuses a runroot longer than 50 characters (its sockets live there): the runroot of
 /// the store at `tmp` is a short directory under `/tmp` named after `tmp`, the same for every
 /// command on that store. The checkout may sit at any depth, so `tmp` itself may be long.

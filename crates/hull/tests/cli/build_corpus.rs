@@ -149,20 +149,7 @@ impl Buildah {
     }
 
     fn cmd(&self) -> Command {
-        let conf = hull_test::peers::config_dir().unwrap();
-        let mut c = Command::new(hull_test::peers::which("buildah").unwrap());
-        c.arg("--root")
-            .arg(self.dir.path().join("root"))
-            .arg("--runroot")
-            .arg(self.dir.path().join("runroot"))
-            .arg("--storage-driver")
-            .arg("overlay")
-            .env("CONTAINERS_CONF", conf.join("containers.conf"))
-            .env("CONTAINERS_REGISTRIES_CONF", conf.join("registries.conf"))
-            .env("CONTAINERS_STORAGE_CONF", conf.join("storage.conf"))
-            .env("REGISTRY_AUTH_FILE", conf.join("auth.json"))
-            .stdin(std::process::Stdio::null());
-        c
+        hull_test::peers::buildah(self.dir.path())
     }
 
     fn policy() -> PathBuf {

@@ -208,22 +208,6 @@ fn podman_pushes_to_hull_serve_and_pulls_back() {
     assert!(diff.is_empty(), "{}", diff.join("\n"));
 }
 
-/// `buildah` with a private store under `tmp` and the peers' private configuration.
-fn buildah(tmp: &Path) -> std::process::Command {
-    let conf = peers::config_dir().unwrap();
-    let mut cmd = std::process::Command::new("buildah");
-    cmd.arg("--root")
-        .arg(tmp.join("root"))
-        .arg("--runroot")
-        .arg(tmp.join("runroot"))
-        .args(["--storage-driver", "overlay"])
-        .env("CONTAINERS_CONF", conf.join("containers.conf"))
-        .env("CONTAINERS_REGISTRIES_CONF", conf.join("registries.conf"))
-        .env("CONTAINERS_STORAGE_CONF", conf.join("storage.conf"))
-        .env("REGISTRY_AUTH_FILE", conf.join("auth.json"));
-    cmd
-}
-
 #[test]
 fn buildah_pushes_an_image_hull_pulls() {
     hull_test::require_root!();
@@ -231,7 +215,7 @@ fn buildah_pushes_an_image_hull_pulls() {
     let data = tempfile::tempdir_in(scratch()).unwrap();
     let serve = Serve::start(data.path());
     let work = tempfile::tempdir_in(scratch()).unwrap();
-    let b = || buildah(work.path());
+    let b = || peers::buildah(work.path());
     let ctr = peers::run(b().args(["from", "scratch"])).unwrap();
     let ctr = ctr.trim();
     let files = work.path().join("files");
