@@ -151,7 +151,6 @@ pub(super) async fn get(
 
 pub(super) async fn delete(reg: &Registry, name: &RepoName, d: &str) -> Result<Response, ApiError> {
     reg.check_delete()?;
-    check_not_proxy(reg)?;
     let digest = parse_digest(d)?;
     // Only the repository's link goes: other repositories may share the blob, and unreferenced
     // blobs are garbage collection's to remove.
@@ -163,14 +162,6 @@ pub(super) async fn delete(reg: &Registry, name: &RepoName, d: &str) -> Result<R
         return Err(blob_unknown(name, &digest));
     }
     Ok(StatusCode::ACCEPTED.into_response())
-}
-
-/// Refuses writes in pull-through cache mode.
-pub(super) fn check_not_proxy(reg: &Registry) -> Result<(), ApiError> {
-    match reg.inner.proxy {
-        Some(_) => Err(crate::proxy::writes_refused()),
-        None => Ok(()),
-    }
 }
 
 /// Records that the repository holds the blob.
@@ -215,7 +206,6 @@ pub(super) async fn start_upload(
     body: &mut Option<Body>,
 ) -> Result<Response, ApiError> {
     reg.check_writable()?;
-    check_not_proxy(reg)?;
     let storage = reg.storage_ref();
     if let Some(m) = query.get("mount") {
         let digest = parse_digest(m)?;
@@ -343,7 +333,6 @@ pub(super) async fn patch_upload(
     body: &mut Option<Body>,
 ) -> Result<Response, ApiError> {
     reg.check_writable()?;
-    check_not_proxy(reg)?;
     let (id, size) = session(reg, name, id).await?;
     let size = append(reg, &id, size, headers, body).await?;
     Ok(upload_response(StatusCode::ACCEPTED, name, &id, size))
@@ -358,7 +347,6 @@ pub(super) async fn finish_upload(
     body: &mut Option<Body>,
 ) -> Result<Response, ApiError> {
     reg.check_writable()?;
-    check_not_proxy(reg)?;
     let (id, size) = session(reg, name, id).await?;
     let digest = parse_digest(query.get("digest").ok_or_else(|| {
         ApiError::new(
@@ -399,7 +387,6 @@ pub(super) async fn cancel_upload(
     id: &str,
 ) -> Result<Response, ApiError> {
     reg.check_writable()?;
-    check_not_proxy(reg)?;
     let (id, _) = session(reg, name, id).await?;
     let storage = reg.storage_ref();
     storage.upload_abort(&id).await?;

@@ -162,7 +162,6 @@ pub(super) async fn put(
     body: &mut Option<Body>,
 ) -> Result<Response, ApiError> {
     reg.check_writable()?;
-    super::blobs::check_not_proxy(reg)?;
     let reference = parse_reference(r)?;
     let limit = reg.config().max_manifest_size;
     let too_large = || {
@@ -310,7 +309,6 @@ pub(super) async fn put(
 
 pub(super) async fn delete(reg: &Registry, name: &RepoName, r: &str) -> Result<Response, ApiError> {
     reg.check_delete()?;
-    super::blobs::check_not_proxy(reg)?;
     let storage = reg.storage_ref();
     match parse_reference(r)? {
         ManifestRef::Tag(t) => {

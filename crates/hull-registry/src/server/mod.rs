@@ -200,7 +200,12 @@ impl Registry {
         &*self.inner.storage
     }
 
+    /// Refuses writes (and deletes) in read-only mode and on a mirror, which serves its
+    /// upstream's content only.
     fn check_writable(&self) -> Result<(), ApiError> {
+        if self.inner.proxy.is_some() {
+            return Err(crate::proxy::writes_refused());
+        }
         if self.inner.config.read_only {
             return Err(ApiError::new(
                 ErrorCode::Unsupported,
