@@ -68,6 +68,15 @@ impl ImageSource for StoreImages<'_> {
     }
 }
 
+/// `[stage 2/5] RUN make` as BuildKit titles a step (an unnamed stage shows no name).
+fn step_title(stage: &str, index: usize, total: usize, text: &str) -> String {
+    if stage.parse::<usize>().is_ok() {
+        format!("[{index}/{total}] {text}")
+    } else {
+        format!("[{stage} {index}/{total}] {text}")
+    }
+}
+
 /// Where progress lines go.
 struct Log {
     kind: ProgressKind,
@@ -137,12 +146,7 @@ impl Log {
                 text,
                 ..
             } => {
-                let stage = if stage.parse::<usize>().is_ok() {
-                    String::new()
-                } else {
-                    format!("{stage} ")
-                };
-                let title = format!("[{stage}{index}/{total}] {text}");
+                let title = step_title(stage, *index, *total, text);
                 live.bar.set_message(title.clone());
                 live.bar.reset_elapsed();
                 live.current = Some((title, false));
@@ -195,12 +199,10 @@ impl Log {
                 text,
             } => {
                 self.steps.insert(*id, Instant::now());
-                let stage = if stage.parse::<usize>().is_ok() {
-                    String::new()
-                } else {
-                    format!("{stage} ")
-                };
-                self.line(&format!("#{id} [{stage}{index}/{total}] {text}"));
+                self.line(&format!(
+                    "#{id} {}",
+                    step_title(stage, *index, *total, text)
+                ));
             }
             BuildEvent::Cached { id } => self.line(&format!("#{id} CACHED")),
             BuildEvent::Miss { id, reason } => {
