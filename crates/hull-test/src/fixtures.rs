@@ -1037,36 +1037,49 @@ pub fn push_all(host: &str) -> anyhow::Result<Fixtures> {
         let (dir, tag) = layout(name)?;
         jobs.push((name, dir, tag));
     }
-    // Two at a time: skopeo is mostly waiting on the registry, the machine has few cores.
-    for pair in jobs.chunks(2) {
-        let handles: Vec<_> = pair
-            .iter()
-            .map(|(name, dir, tag)| {
-                let dest = reference(host, *name);
-                let mut cmd = peers::skopeo();
-                cmd.args(["copy", "--quiet", "--all", "--retry-times", "2"])
-                    .args(if name.is_docker() {
-                        &["--format", "v2s2"][..]
-                    } else {
-                        &["--preserve-digests", "--format", "oci"][..]
-                    })
-                    .arg("--dest-tls-verify=false")
-                    .arg(format!("oci:{}:{tag}", dir.display()))
-                    .arg(format!("docker://{dest}"));
-                std::thread::spawn(move || {
-                    peers::run(&mut cmd).with_context(|| format!("pushing fixture to {dest}"))
-                })
+    // The CNCF registry's filesystem driver rewrites a blob's link file in place, so a client
+    // that checks a blob while another push of the same blob writes that link can get a 500.
+    // Fixtures that share blobs (every busybox variant and the multiarch index share the config
+    // and the amd64 layer) are therefore pushed one after another; only the multilayer fixture,
+    // which shares nothing, goes beside them.
+    let push = |name: FixtureName, dir: &Path, tag: &str| -> anyhow::Result<()> {
+        let dest = reference(host, name);
+        let mut cmd = peers::skopeo();
+        cmd.args(["copy", "--quiet", "--all", "--retry-times", "2"])
+            .args(if name.is_docker() {
+                &["--format", "v2s2"][..]
+            } else {
+                &["--preserve-digests", "--format", "oci"][..]
             })
-            .collect();
-        for h in handles {
-            match h.join() {
-                Ok(r) => {
-                    r?;
-                }
-                Err(_) => bail!("a fixture push thread panicked"),
+            .arg("--dest-tls-verify=false")
+            .arg(format!("oci:{}:{tag}", dir.display()))
+            .arg(format!("docker://{dest}"));
+        peers::run(&mut cmd)
+            .map(drop)
+            .with_context(|| format!("pushing fixture to {dest}"))
+    };
+    let (alone, shared): (Vec<_>, Vec<_>) = jobs
+        .into_iter()
+        .partition(|(name, _, _)| *name == FixtureName::Multilayer);
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let side = s.spawn(|| -> anyhow::Result<()> {
+            for (name, dir, tag) in &alone {
+                push(*name, dir, tag)?;
+            }
+            Ok(())
+        });
+        let mut first = Ok(());
+        for (name, dir, tag) in &shared {
+            if let Err(e) = push(*name, dir, tag) {
+                first = Err(e);
+                break;
             }
         }
-    }
+        let side = side
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the fixture push thread panicked")));
+        first.and(side)
+    })?;
     Ok(Fixtures {
         busybox: reference(host, FixtureName::Busybox),
         busybox_oci: reference(host, FixtureName::BusyboxOci),
