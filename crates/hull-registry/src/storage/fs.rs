@@ -23,6 +23,12 @@ use super::{
 };
 
 const READ_CHUNK: usize = 1024 * 1024;
+/// Reads at least this long are served from file mappings (see [`mapped_stream`]).
+const MAP_MIN: u64 = 256 * 1024;
+/// How much of an object one mapping covers, which is one body chunk. A connection holds the
+/// windows hyper has queued mapped (page cache, counted in the server's RSS while mapped):
+/// 2 MiB measured as fast as 4 and 8 MiB, with a third of 8's peak RSS.
+const MAP_WINDOW: u64 = 2 * 1024 * 1024;
 /// Temp files older than this are leftovers of a crash, removed by `open` (a write that is
 /// still running after a day loses its temp file and fails).
 const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
@@ -217,8 +223,8 @@ impl RegistryStorage for FsStorage {
             .await
             .map_err(io_err("reading metadata of", &p))?
             .len();
-        let stream = match range {
-            None => tokio_util::io::ReaderStream::with_capacity(f, READ_CHUNK).boxed(),
+        let (start, end) = match range {
+            None => (0, size),
             Some(r) => {
                 if r.start > r.end || r.end > size {
                     return Err(StorageError::RangeNotSatisfiable {
@@ -228,13 +234,18 @@ impl RegistryStorage for FsStorage {
                         size,
                     });
                 }
-                f.seek(io::SeekFrom::Start(r.start))
-                    .await
-                    .map_err(io_err("seeking in", &p))?;
-                tokio_util::io::ReaderStream::with_capacity(f.take(r.len()), READ_CHUNK).boxed()
+                (r.start, r.end)
             }
         };
-        Ok(stream)
+        if end - start >= MAP_MIN {
+            return Ok(mapped_stream(f.into_std().await, p, start, end));
+        }
+        if start > 0 {
+            f.seek(io::SeekFrom::Start(start))
+                .await
+                .map_err(io_err("seeking in", &p))?;
+        }
+        Ok(tokio_util::io::ReaderStream::with_capacity(f.take(end - start), READ_CHUNK).boxed())
     }
 
     async fn put(&self, key: &Key, data: Bytes) -> Result<(), StorageError> {
@@ -493,4 +504,41 @@ fn walk(dir: &Path, objects: &Path, out: &mut Vec<String>) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// An object's bytes `start..end` as a stream of read-only mappings of the file,
+/// [`MAP_WINDOW`] each.
+///
+/// A read into a buffer copies every byte once more than a write from a mapping does (the
+/// socket write copies from the page cache itself), and on `bench/registry` that is the
+/// difference between 1.16× and about 1.45× the CNCF registry's blob GET rate. Mapping costs
+/// no I/O up front (pages fault in, 64 KiB at a time, as the socket write reads them), so it
+/// happens on the runtime's thread. `sendfile` through a custom stream under hyper was
+/// measured too, and was slower on loopback (about 1.0×): the receiver then copies out of
+/// page-sized fragments.
+///
+/// Sound because object files are immutable: every object is written under `tmp/`, fsynced and
+/// renamed into place, and never opened for writing again; replacing or deleting an object
+/// unlinks the old file, which leaves an existing mapping intact. Only a file truncated behind
+/// the server's back, in the data directory, could fault a reader.
+fn mapped_stream(file: std::fs::File, path: PathBuf, start: u64, end: u64) -> ByteStream {
+    let file = Arc::new(file);
+    futures_util::stream::iter(std::iter::successors(
+        (start < end).then_some(start),
+        move |&at| Some(at + MAP_WINDOW).filter(|&next| next < end),
+    ))
+    .map(move |at| {
+        let len = MAP_WINDOW.min(end - at);
+        let window = usize::try_from(len)
+            .map_err(io::Error::other)
+            .and_then(|len| {
+                // SAFETY: a read-only private mapping of an immutable file (see above); it lives
+                // as long as the `Bytes` that own it.
+                unsafe { memmap2::MmapOptions::new().offset(at).len(len).map(&*file) }
+            });
+        window
+            .map(Bytes::from_owner)
+            .map_err(|e| io::Error::new(e.kind(), format!("mapping {}: {e}", path.display())))
+    })
+    .boxed()
 }
