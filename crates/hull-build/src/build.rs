@@ -66,6 +66,72 @@ pub trait RunExecutor: Sync {
     fn resolve_owner(&self, rootfs: &Path, owner: &str) -> Result<(u32, u32), String>;
 }
 
+/// What a RUN's mounts point at, kept until the run is over: views of other stages, scratch
+/// directories (rw bind copies, secret copies, agent sockets), agent relays, and the
+/// variables the process gets besides the step's own (secrets with `env=`, `SSH_AUTH_SOCK`).
+#[derive(Default)]
+struct RunResources {
+    // Fields drop in declaration order: each relay removes its socket before its directory goes.
+    relays: Vec<crate::ssh::AgentRelay>,
+    views: Vec<hull_image::Snapshot>,
+    scratch: Vec<tempfile::TempDir>,
+    env: Vec<String>,
+}
+
+/// Copies the file `from` to `to` (which must not exist), owned by `uid:gid` with `mode`.
+fn own_copy(from: &Path, to: &Path, uid: u32, gid: u32, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let named = |e: std::io::Error, p: &Path| {
+        std::io::Error::new(e.kind(), format!("{}: {e}", p.display()))
+    };
+    let mut src = std::fs::File::open(from).map_err(|e| named(e, from))?;
+    let mut dst = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(to)
+        .map_err(|e| named(e, to))?;
+    std::io::copy(&mut src, &mut dst).map_err(|e| named(e, to))?;
+    rustix::fs::fchown(
+        &dst,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+    )
+    .map_err(|e| named(e.into(), to))?;
+    rustix::fs::fchmod(&dst, rustix::fs::Mode::from_raw_mode(mode & 0o7777))
+        .map_err(|e| named(e.into(), to))?;
+    Ok(())
+}
+
+/// The largest secret a RUN may read as an environment variable (BuildKit's limit for any
+/// secret is 500 KiB).
+const MAX_ENV_SECRET: u64 = 500 * 1024;
+
+/// A secret's value for an environment variable: UTF-8 without NUL, at most
+/// [`MAX_ENV_SECRET`] bytes.
+fn read_secret(id: &str, path: &Path, line: usize) -> Result<String, BuildError> {
+    use std::io::Read as _;
+    let err = |m: String| BuildError::at(line, format!("secret {id}: {m}"));
+    let f = std::fs::File::open(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+    let mut raw = Vec::new();
+    f.take(MAX_ENV_SECRET + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| err(format!("{}: {e}", path.display())))?;
+    if raw.len() as u64 > MAX_ENV_SECRET {
+        return Err(err(format!(
+            "larger than {MAX_ENV_SECRET} bytes, too large for an environment variable"
+        )));
+    }
+    let value = String::from_utf8(raw)
+        .map_err(|_| err("not UTF-8, so it cannot be an environment variable".into()))?;
+    if value.contains('\0') {
+        return Err(err(
+            "contains a NUL byte, so it cannot be an environment variable".into(),
+        ));
+    }
+    Ok(value)
+}
+
 /// Finds (pulling if needed) the image a `FROM` or `--from` names, for a platform.
 pub trait ImageSource: Sync {
     fn resolve(&self, reference: &str, platform: &Platform) -> Result<ImageId, String>;
@@ -97,6 +163,9 @@ pub struct BuildRequest {
     /// `--secret id=ID,src=FILE`: files RUN `--mount=type=secret` binds read-only (never in a
     /// layer, never in a cache key).
     pub secrets: BTreeMap<String, PathBuf>,
+    /// `--ssh ID=SOCKET`: SSH agents RUN `--mount=type=ssh` reaches through a relay (see
+    /// [`crate::ssh`]).
+    pub ssh: BTreeMap<String, PathBuf>,
     /// Where the keys of this context's and Dockerfile's last build are kept, so a cache miss
     /// names what changed (`--progress plain`).
     pub step_history: Option<PathBuf>,
@@ -916,10 +985,9 @@ impl Builder<'_> {
             }
             Action::Run(r) => {
                 let snap = self.snapshot(run)?;
-                // Views of other stages bound in live as long as the run.
-                let mut views: Vec<hull_image::Snapshot> = Vec::new();
-                let mut scratch: Vec<tempfile::TempDir> = Vec::new();
-                let mut mounts = self.run_mounts(r, line, &mut views, &mut scratch)?;
+                // What the mounts point at lives as long as the run.
+                let mut held = RunResources::default();
+                let mut mounts = self.run_mounts(r, line, &mut held)?;
                 // `RUN <<EOF` scripts with a `#!` line, read-only in /dev/pipes.
                 let _pipes = if r.pipes.is_empty() {
                     None
@@ -938,9 +1006,20 @@ impl Builder<'_> {
                         data: data.to_vec(),
                     })
                 };
+                // Secrets exposed as variables reach this process only: the step as cached
+                // and recorded keeps its own environment.
+                let with_secrets;
+                let step = if held.env.is_empty() {
+                    r
+                } else {
+                    let mut s = r.clone();
+                    s.env.extend(std::mem::take(&mut held.env));
+                    with_secrets = s;
+                    &with_secrets
+                };
                 let code = self
                     .runner
-                    .run(&snap.path(), r, &mounts, &mut output)
+                    .run(&snap.path(), step, &mounts, &mut output)
                     .map_err(|e| BuildError::at(line, e))?;
                 if code != 0 {
                     // The snapshot is dropped: nothing of the failed step is kept.
@@ -960,14 +1039,14 @@ impl Builder<'_> {
 
     /// Turns a RUN's `--mount`s into host paths: the context (read-only unless `rw`), a view
     /// of another stage or image, a cache directory kept under the store root between builds,
-    /// or a tmpfs. Secrets and SSH agents are not supported yet: a `required` one is an error,
-    /// another is left out.
+    /// a tmpfs, or a secret file (read-only; a secret with `env=` also goes into `secret_env`
+    /// as `NAME=value`). A secret that was not given is left out unless `required`. SSH agents
+    /// are not forwarded yet: a `required` one is an error, another is left out.
     fn run_mounts(
         &self,
         r: &RunStep,
         line: usize,
-        views: &mut Vec<hull_image::Snapshot>,
-        scratch: &mut Vec<tempfile::TempDir>,
+        held: &mut RunResources,
     ) -> Result<Vec<RunMount>, BuildError> {
         let err = |m: String| BuildError::at(line, m);
         let mut out = Vec::new();
@@ -992,7 +1071,7 @@ impl Builder<'_> {
                                 copy_tree(ctx, &rel, &copy).map_err(|e| {
                                     err(format!("copying {src} for an rw bind: {e}"))
                                 })?;
-                                scratch.push(dir);
+                                held.scratch.push(dir);
                                 copy
                             }
                         }
@@ -1014,7 +1093,7 @@ impl Builder<'_> {
                                 Context::list(&view.path()).map_err(|e| err(e.to_string()))?;
                             let rel = tree.resolve(&src, true).map_err(|e| err(e.to_string()))?;
                             let path = view.path().join(rel);
-                            views.push(view);
+                            held.views.push(view);
                             path
                         }
                     };
@@ -1070,39 +1149,80 @@ impl Builder<'_> {
                     let Some(id) = id.filter(|i| !i.is_empty()) else {
                         return Err(err("a secret mount needs an id or a target".into()));
                     };
-                    if m.env.is_some() && m.target.is_none() {
-                        if m.required {
-                            return Err(err(format!(
-                                "secret {id}: exposing a secret as an environment variable (env=) is not supported yet"
-                            )));
-                        }
-                        continue;
+                    let given = self.req.secrets.get(&id);
+                    if let (Some(var), Some(path)) = (&m.env, given) {
+                        held.env
+                            .push(format!("{var}={}", read_secret(&id, path, line)?));
                     }
-                    match self.req.secrets.get(&id) {
-                        Some(path) => out.push(RunMount::Bind {
-                            target: m
-                                .target
-                                .as_deref()
-                                .map(|t| crate::step::join_path(&r.workdir, t))
-                                .unwrap_or_else(|| format!("/run/secrets/{id}")),
-                            source: path.clone(),
-                            readonly: true,
-                        }),
-                        None if m.required => {
+                    let Some(path) = given else {
+                        if m.required {
                             return Err(err(format!(
                                 "secret mount {id} is required but was not given (hull build --secret id={id},src=FILE)"
                             )));
                         }
-                        None => {}
+                        continue;
+                    };
+                    if m.env.is_some() && m.target.is_none() {
+                        // Only the variable (BuildKit: a file too when a target is named).
+                        continue;
                     }
+                    // A copy owned and moded as the mount asks (BuildKit: root, 0400), removed
+                    // with the run; the user's file keeps its own owner and mode.
+                    let dir = self.scratch_dir("secret-", line)?;
+                    let copy = dir.path().join("secret");
+                    own_copy(
+                        path,
+                        &copy,
+                        m.uid.unwrap_or(0),
+                        m.gid.unwrap_or(0),
+                        m.mode.unwrap_or(0o400),
+                    )
+                    .map_err(|e| err(format!("secret {id}: {e}")))?;
+                    held.scratch.push(dir);
+                    out.push(RunMount::Bind {
+                        target: m
+                            .target
+                            .as_deref()
+                            .map(|t| crate::step::join_path(&r.workdir, t))
+                            .unwrap_or_else(|| format!("/run/secrets/{id}")),
+                        source: copy,
+                        readonly: true,
+                    });
                 }
                 MountType::Ssh => {
-                    if m.required {
-                        return Err(err(format!(
-                            "ssh mount {} is required, but hull build does not forward SSH agents yet",
-                            m.id.as_deref().unwrap_or(&target)
-                        )));
+                    let id = m.id.clone().unwrap_or_else(|| "default".into());
+                    let Some(agent) = self.req.ssh.get(&id) else {
+                        if m.required {
+                            return Err(err(format!(
+                                "ssh mount {id} is required but no agent was given (hull build --ssh {id}[=SOCKET])"
+                            )));
+                        }
+                        continue;
+                    };
+                    let target = match &m.target {
+                        Some(t) => crate::step::join_path(&r.workdir, t),
+                        None => format!("/run/buildkit/ssh_agent.{}", held.relays.len()),
+                    };
+                    let dir = self.scratch_dir("ssh-", line)?;
+                    let relay = crate::ssh::AgentRelay::start(
+                        agent,
+                        &dir.path().join("agent.sock"),
+                        m.uid.unwrap_or(0),
+                        m.gid.unwrap_or(0),
+                        m.mode.unwrap_or(0o600),
+                    )
+                    .map_err(|e| err(format!("ssh mount {id}: {e}")))?;
+                    // The first ssh mount is the process's agent, as in BuildKit.
+                    if held.relays.is_empty() {
+                        held.env.push(format!("SSH_AUTH_SOCK={target}"));
                     }
+                    out.push(RunMount::Bind {
+                        target,
+                        source: relay.path().to_path_buf(),
+                        readonly: false,
+                    });
+                    held.relays.push(relay);
+                    held.scratch.push(dir);
                 }
             }
         }

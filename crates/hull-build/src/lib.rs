@@ -39,8 +39,11 @@
 //! - History: `created_by` is BuildKit's (`RUN /bin/sh -c make # buildkit`), not the classic
 //!   `/bin/sh -c #(nop) …`.
 //!
-//! Not supported yet: `RUN --mount=type=secret|ssh` values (a `required` one is an error, any
-//! other is left out), `RUN --security=insecure`, remote `ADD` sources (refused offline), and
+//! Secrets (`RUN --mount=type=secret`, as a file or with `env=` as a variable) and SSH agents
+//! (`RUN --mount=type=ssh`, through [`ssh::AgentRelay`]) reach the step's process only: never a
+//! layer, the config, the history or a cache key.
+//!
+//! Not supported yet: `RUN --security=insecure`, remote `ADD` sources (refused offline), and
 //! `--exclude` patterns on the top-level sources of a wildcard COPY are matched against their
 //! context paths.
 
@@ -50,6 +53,7 @@ pub mod context;
 pub mod copy;
 mod error;
 pub mod plan;
+pub mod ssh;
 pub mod step;
 
 pub use args::{BuildArgs, StageVars};

@@ -131,6 +131,7 @@ fn run_build(e: &Env, dockerfile: &str, f: impl FnOnce(&mut BuildRequest)) -> Bu
         cache_from: vec![],
         step_history: Some(e._dir.path().join("step-history.json")),
         secrets: BTreeMap::new(),
+        ssh: BTreeMap::new(),
     };
     f(&mut req);
     let events = Mutex::new(Vec::new());

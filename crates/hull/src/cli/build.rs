@@ -45,6 +45,9 @@ pub struct BuildArgs {
     /// A secret for RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR] (never stored in the image)
     #[arg(long = "secret", value_name = "id=ID,src=FILE")]
     pub secrets: Vec<String>,
+    /// An SSH agent for RUN --mount=type=ssh: `default` ($SSH_AUTH_SOCK) or ID[=SOCKET]; may be repeated
+    #[arg(long = "ssh", value_name = "default|ID[=SOCKET]")]
+    pub ssh: Vec<String>,
     /// Cache export: `type=inline` records the cache in the image for --cache-from elsewhere
     #[arg(long = "cache-to", value_name = "type=inline")]
     pub cache_to: Option<String>,

@@ -303,6 +303,44 @@ fn parse_secrets(specs: &[String], dir: &Path) -> anyhow::Result<BTreeMap<String
     Ok(out)
 }
 
+/// `--ssh default|ID[=SOCKET]`: an ID without a socket is the agent at `$SSH_AUTH_SOCK`
+/// (`auth_sock`). Only agent sockets are forwarded; Docker's `ID=KEYFILE` form is refused.
+fn parse_ssh(
+    specs: &[String],
+    auth_sock: Option<std::ffi::OsString>,
+) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let mut out = BTreeMap::new();
+    for spec in specs {
+        let (id, path) = match spec.split_once('=') {
+            Some((id, p)) => (id, PathBuf::from(p)),
+            None => {
+                let Some(sock) = auth_sock.clone().filter(|s| !s.is_empty()) else {
+                    bail!("--ssh {spec}: SSH_AUTH_SOCK is not set; give {spec}=SOCKET");
+                };
+                (spec.as_str(), PathBuf::from(sock))
+            }
+        };
+        if id.is_empty() || id.contains(',') || path.as_os_str().is_empty() {
+            bail!("invalid --ssh {spec:?}: expected default or ID[=SOCKET]");
+        }
+        let meta =
+            std::fs::metadata(&path).with_context(|| format!("--ssh {id}: {}", path.display()))?;
+        if !meta.file_type().is_socket() {
+            bail!(
+                "--ssh {id}: {} is not an SSH agent socket (key files are not supported; load keys into an agent with ssh-add)",
+                path.display()
+            );
+        }
+        let path = std::fs::canonicalize(&path)
+            .with_context(|| format!("--ssh {id}: {}", path.display()))?;
+        if out.insert(id.to_string(), path).is_some() {
+            bail!("--ssh {id} is given twice");
+        }
+    }
+    Ok(out)
+}
+
 fn parse_labels(labels: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for l in labels {
@@ -503,6 +541,7 @@ pub async fn run(ctx: &Ctx, args: BuildArgs) -> anyhow::Result<()> {
         inline_cache,
         step_history: Some(step_history),
         secrets,
+        ssh: parse_ssh(&args.ssh, std::env::var_os("SSH_AUTH_SOCK"))?,
         cache_from: args
             .cache_from
             .iter()
@@ -636,6 +675,36 @@ pub fn prune(ctx: &Ctx, args: BuilderPruneArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ssh_flags_name_agent_sockets() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("agent");
+        let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let file = dir.path().join("id_ed25519");
+        std::fs::write(&file, "key").unwrap();
+        let env = Some(sock.clone().into_os_string());
+        let m = parse_ssh(
+            &["default".into(), format!("git={}", sock.display())],
+            env.clone(),
+        )
+        .unwrap();
+        assert_eq!(m["default"], sock.canonicalize().unwrap());
+        assert_eq!(m["git"], sock.canonicalize().unwrap());
+        let e = parse_ssh(&["default".into()], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SSH_AUTH_SOCK is not set"), "{e}");
+        let e = parse_ssh(&[format!("k={}", file.display())], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not an SSH agent socket"), "{e}");
+        let e = parse_ssh(&["default".into(), "default".into()], env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("given twice"), "{e}");
+        assert!(parse_ssh(&["=x".into()], None).is_err());
+    }
 
     #[test]
     fn build_args_and_outputs_parse() {

@@ -315,3 +315,222 @@ fn cache_from_a_registry_image_skips_the_steps_it_made() {
     let err = other.fails(&["build", "--cache-to", "type=registry,ref=x", &c]);
     assert!(err.contains("unsupported --cache-to"), "{err}");
 }
+
+#[test]
+fn run_reads_secrets_from_files_and_variables_and_no_layer_keeps_them() {
+    hull_test::require_root!();
+    hull_test::require_bin!("runc", "runc");
+    let (hull, ctx) = setup();
+    let secret_file = scratch().join(format!("secret-{}", std::process::id()));
+    std::fs::write(&secret_file, "s3cr3t-from-a-file").unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM base\n\
+         RUN --mount=type=secret,id=token wc -c < /run/secrets/token > /token.len\n\
+         RUN --mount=type=secret,id=api,target=/etc/api.key,required=true \
+         wc -c < /etc/api.key > /api.len && test ! -e /run/secrets/api\n\
+         RUN --mount=type=secret,id=api,env=API_KEY printf %s \"$API_KEY\" | wc -c > /env.len\n\
+         RUN --mount=type=secret,id=token,env=TOKEN,target=/t \
+         test \"$TOKEN\" = \"$(cat /t)\" && printf %s \"$TOKEN\" | wc -c > /both.len\n\
+         RUN --mount=type=secret,id=token echo \"as root: $(stat -c %a:%u:%g /run/secrets/token)\"\n\
+         USER 1000:1000\n\
+         RUN --mount=type=secret,id=token,uid=1000,mode=0440 \
+         cat /run/secrets/token > /dev/null && echo \"as 1000: $(stat -c %a:%u /run/secrets/token)\"\n",
+    );
+    let c = ctx.path().display().to_string();
+    let out = hull
+        .cmd()
+        .args(["build", "--progress", "plain", "-t", "secrets:1"])
+        .arg(format!("--secret=id=token,src={}", secret_file.display()))
+        .args(["--secret", "id=api,env=HULL_TEST_API_KEY", &c])
+        .env("HULL_TEST_API_KEY", "from-the-environment")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // Secret files are root's, mode 0400, unless the mount says otherwise.
+    assert!(stderr.contains("as root: 400:0:0"), "{stderr}");
+    assert!(stderr.contains("as 1000: 440:1000"), "{stderr}");
+    let dest = tempfile::tempdir_in(scratch()).unwrap();
+    hull.ok(&[
+        "save",
+        "-o",
+        &dest.path().join("img.tar").display().to_string(),
+        "secrets:1",
+    ]);
+    let saved = std::fs::read(dest.path().join("img.tar")).unwrap();
+    let root = hull.ok(&["image", "mount", "secrets:1"]);
+    let root = Path::new(root.trim());
+    assert_eq!(
+        std::fs::read_to_string(root.join("token.len"))
+            .unwrap()
+            .trim(),
+        "18"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("api.len"))
+            .unwrap()
+            .trim(),
+        "20"
+    );
+    assert!(!root.join("run/secrets/token").exists());
+    assert!(!root.join("etc/api.key").exists());
+    hull.ok(&["image", "umount", "secrets:1"]);
+    let inspect = hull.ok(&["inspect", "secrets:1"]);
+    assert!(
+        !inspect.contains("API_KEY") && !inspect.contains("TOKEN="),
+        "{inspect}"
+    );
+    // Neither value is in any layer or in the config.
+    for needle in [&b"s3cr3t-from-a-file"[..], b"from-the-environment"] {
+        assert!(
+            !saved.windows(needle.len()).any(|w| w == needle),
+            "a secret leaked into the saved image"
+        );
+    }
+
+    // A required secret that is not given fails at its line.
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM base\nRUN --mount=type=secret,id=missing,required cat /run/secrets/missing\n",
+    );
+    let out = hull.output(&["build", &c]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("Dockerfile:2"), "{stderr}");
+    assert!(
+        stderr.contains("secret mount missing is required"),
+        "{stderr}"
+    );
+    std::fs::remove_file(&secret_file).unwrap();
+}
+
+/// An image holding `ssh-add` and the libraries it loads, from this machine (`ldd`).
+fn ssh_add_image(hull: &Hull, tag: &str) {
+    let ssh_add = hull_test::require_bin!("ssh-add", "openssh-client");
+    let ldd = std::process::Command::new("ldd")
+        .arg(&ssh_add)
+        .output()
+        .unwrap();
+    assert!(ldd.status.success());
+    let mut files = vec![ssh_add.clone()];
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux… (0x…)"
+        let path = line
+            .split("=>")
+            .last()
+            .and_then(|s| s.split_whitespace().next())
+            .filter(|p| p.starts_with('/'));
+        if let Some(p) = path {
+            files.push(p.into());
+        }
+    }
+    let tarball = scratch().join(format!("ssh-add-{}.tar", std::process::id()));
+    let mut tar = tar::Builder::new(std::fs::File::create(&tarball).unwrap());
+    tar.follow_symlinks(true);
+    for f in &files {
+        tar.append_path_with_name(f, f.strip_prefix("/").unwrap())
+            .unwrap();
+    }
+    tar.into_inner().unwrap();
+    hull.ok(&["import", &tarball.display().to_string(), tag]);
+    std::fs::remove_file(&tarball).unwrap();
+}
+
+#[test]
+fn run_reaches_the_ssh_agent_through_a_relay_owned_as_the_mount_asks() {
+    hull_test::require_root!();
+    hull_test::require_bin!("runc", "runc");
+    let agent_bin = hull_test::require_bin!("ssh-agent", "openssh-client");
+    let keygen = hull_test::require_bin!("ssh-keygen", "openssh-client");
+    let (hull, ctx) = setup();
+    ssh_add_image(&hull, "ssh-add:1");
+    let keys = tempfile::tempdir_in(scratch()).unwrap();
+    let key = keys.path().join("id");
+    let st = std::process::Command::new(&keygen)
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "hull-test-key", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let sock = keys.path().join("agent.sock");
+    /// The agent, stopped when the test ends however it ends.
+    struct Agent(std::process::Child);
+    impl Drop for Agent {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let agent = Agent(
+        std::process::Command::new(&agent_bin)
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..100 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let st = std::process::Command::new(hull_test::require_bin!("ssh-add", "openssh-client"))
+        .arg(&key)
+        .env("SSH_AUTH_SOCK", &sock)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+
+    // Exec form, no shell in the image: ssh-add finds the agent through SSH_AUTH_SOCK, as
+    // root and as a user the mount gives the socket to.
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM ssh-add:1\n\
+         RUN --mount=type=ssh [\"/usr/bin/ssh-add\", \"-l\"]\n\
+         USER 1000\n\
+         RUN --mount=type=ssh,id=other,uid=1000,required [\"/usr/bin/ssh-add\", \"-l\"]\n",
+    );
+    let c = ctx.path().display().to_string();
+    let out = hull
+        .cmd()
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--no-cache",
+            "--ssh",
+            "default",
+        ])
+        .arg(format!("--ssh=other={}", sock.display()))
+        .arg(&c)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    drop(agent);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("hull-test-key (ED25519)").count(),
+        2,
+        "both steps list the agent's key:\n{stderr}"
+    );
+
+    // Without the agent, a required ssh mount fails at its line.
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM ssh-add:1\nRUN --mount=type=ssh,id=other,required [\"/usr/bin/ssh-add\", \"-l\"]\n",
+    );
+    let out = hull.output(&["build", &c]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("Dockerfile:2"), "{stderr}");
+    assert!(stderr.contains("ssh mount other is required"), "{stderr}");
+}
