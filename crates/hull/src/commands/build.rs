@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use hull_build::{BuildEvent, BuildRequest, ImageSource, RunExecutor};
@@ -83,29 +83,144 @@ struct Log {
     quiet: bool,
     /// When each step started (output lines carry the time since).
     steps: std::collections::HashMap<usize, Instant>,
-    /// On a terminal (`--progress auto`): the running step as a live line, finished steps and
-    /// RUN output printed above it.
+    /// On a terminal (`--progress auto`): the live tree of running steps.
     live: Option<Live>,
 }
 
+/// How many of a running step's last output lines the live tree shows under it.
+const LIVE_TAIL: usize = 5;
+/// How many of a step's last output lines are kept to print if the build fails.
+const KEPT_OUTPUT: usize = 200;
+
+/// The terminal rendering, BuildKit's way: a header with the build's time and count of steps,
+/// each running step as a live line with its last output lines under it (stages build in
+/// parallel, so several run at once); a finished step becomes one permanent line with `CACHED`
+/// or its time, and its output is folded away. When the build fails, the output of the steps
+/// that were running is printed whole (as much as was kept), since that is where the error is.
 struct Live {
+    multi: indicatif::MultiProgress,
+    header: indicatif::ProgressBar,
+    running: std::collections::BTreeMap<usize, Running>,
+    started: usize,
+    finished: usize,
+}
+
+struct Running {
     bar: indicatif::ProgressBar,
-    /// The running step's title and whether it was a cache hit.
-    current: Option<(String, bool)>,
+    title: String,
+    cached: bool,
+    output: std::collections::VecDeque<String>,
+}
+
+impl Running {
+    /// The lines under the step's live line: its last output lines, dimmed.
+    fn tail(&self) -> String {
+        let mut m = String::new();
+        let skip = self.output.len().saturating_sub(LIVE_TAIL);
+        for l in self.output.iter().skip(skip) {
+            m.push_str("\n  \x1b[2m");
+            m.push_str(l);
+            m.push_str("\x1b[0m");
+        }
+        m
+    }
+}
+
+impl Live {
+    fn new(target: indicatif::ProgressDrawTarget) -> Live {
+        let multi = indicatif::MultiProgress::with_draw_target(target);
+        let header = multi.add(indicatif::ProgressBar::new_spinner());
+        header.set_style(
+            indicatif::ProgressStyle::with_template("[+] Building {elapsed_precise} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        header.enable_steady_tick(Duration::from_millis(100));
+        Live {
+            multi,
+            header,
+            running: std::collections::BTreeMap::new(),
+            started: 0,
+            finished: 0,
+        }
+    }
+
+    fn count(&self) {
+        self.header
+            .set_message(format!("({}/{} steps)", self.finished, self.started));
+    }
+
+    fn step(&mut self, id: usize, title: String) {
+        let bar = self.multi.add(indicatif::ProgressBar::new_spinner());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(" {spinner} {prefix} {elapsed:.dim}{msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(100));
+        let r = Running {
+            bar,
+            title,
+            cached: false,
+            output: std::collections::VecDeque::new(),
+        };
+        r.bar.set_prefix(r.title.clone());
+        self.running.insert(id, r);
+        self.started += 1;
+        self.count();
+    }
+
+    fn output(&mut self, id: usize, data: &[u8]) {
+        let Some(r) = self.running.get_mut(&id) else {
+            return;
+        };
+        for l in String::from_utf8_lossy(data).lines() {
+            if r.output.len() == KEPT_OUTPUT {
+                r.output.pop_front();
+            }
+            // Control sequences of the step's own would break the tree's layout.
+            r.output
+                .push_back(l.chars().filter(|c| !c.is_control()).collect());
+        }
+        r.bar.set_message(r.tail());
+    }
+
+    fn done(&mut self, id: usize, elapsed: Duration) {
+        let Some(r) = self.running.remove(&id) else {
+            return;
+        };
+        let how = if r.cached {
+            "CACHED".to_string()
+        } else {
+            format!("{:.1}s", elapsed.as_secs_f64())
+        };
+        r.bar.finish_and_clear();
+        self.multi.remove(&r.bar);
+        let _ = self
+            .multi
+            .println(format!(" \u{2714} {}  \x1b[2m{how}\x1b[0m", r.title));
+        self.finished += 1;
+        self.count();
+    }
+
+    /// Clears the tree; with `failed`, first prints what the running steps wrote.
+    fn finish(mut self, failed: bool) {
+        for (_, r) in std::mem::take(&mut self.running) {
+            r.bar.finish_and_clear();
+            self.multi.remove(&r.bar);
+            if failed {
+                let _ = self.multi.println(format!(" \u{2716} {}", r.title));
+                for l in &r.output {
+                    let _ = self.multi.println(format!("  {l}"));
+                }
+            }
+        }
+        self.header.finish_and_clear();
+    }
 }
 
 impl Log {
     fn new(kind: ProgressKind, quiet: bool) -> Log {
-        let live =
-            (kind == ProgressKind::Auto && !quiet && std::io::stderr().is_terminal()).then(|| {
-                let bar = indicatif::ProgressBar::new_spinner();
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed:.dim}")
-                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-                );
-                bar.enable_steady_tick(std::time::Duration::from_millis(100));
-                Live { bar, current: None }
-            });
+        let live = (kind == ProgressKind::Auto && !quiet && std::io::stderr().is_terminal())
+            .then(|| Live::new(indicatif::ProgressDrawTarget::stderr()));
         Log {
             kind,
             quiet,
@@ -119,59 +234,41 @@ impl Log {
             return;
         }
         match &self.live {
-            Some(l) => l.bar.println(s),
+            Some(l) => {
+                let _ = l.multi.println(s);
+            }
             None => {
                 let _ = writeln!(std::io::stderr(), "{s}");
             }
         }
     }
 
-    fn finish(&mut self) {
+    fn finish(&mut self, failed: bool) {
         if let Some(l) = self.live.take() {
-            l.bar.finish_and_clear();
+            l.finish(failed);
         }
     }
 
-    /// The terminal rendering: one live line for the running step; its output and the
-    /// finished steps (with `CACHED` or their time) scroll above it.
+    /// Events the live tree renders; false for those printed as lines either way.
     fn live_event(&mut self, ev: &BuildEvent) -> bool {
         let Some(live) = &mut self.live else {
             return false;
         };
         match ev {
             BuildEvent::Step {
+                id,
                 stage,
                 index,
                 total,
                 text,
-                ..
-            } => {
-                let title = step_title(stage, *index, *total, text);
-                live.bar.set_message(title.clone());
-                live.bar.reset_elapsed();
-                live.current = Some((title, false));
-            }
-            BuildEvent::Cached { .. } => {
-                if let Some(c) = &mut live.current {
-                    c.1 = true;
+            } => live.step(*id, step_title(stage, *index, *total, text)),
+            BuildEvent::Cached { id } => {
+                if let Some(r) = live.running.get_mut(id) {
+                    r.cached = true;
                 }
             }
-            BuildEvent::Output { data, .. } => {
-                for l in String::from_utf8_lossy(data).lines() {
-                    live.bar.println(format!("\x1b[2m  {l}\x1b[0m"));
-                }
-            }
-            BuildEvent::Done { elapsed, .. } => {
-                if let Some((title, cached)) = live.current.take() {
-                    let how = if cached {
-                        "CACHED".to_string()
-                    } else {
-                        format!("{:.1}s", elapsed.as_secs_f64())
-                    };
-                    live.bar
-                        .println(format!("\u{2714} {title}  \x1b[2m{how}\x1b[0m"));
-                }
-            }
+            BuildEvent::Output { id, data } => live.output(*id, data),
+            BuildEvent::Done { id, elapsed } => live.done(*id, *elapsed),
             BuildEvent::Miss { .. } => {}
             BuildEvent::Context { .. } | BuildEvent::Warning(_) => return false,
         }
@@ -574,7 +671,7 @@ pub async fn run(ctx: &Ctx, args: BuildArgs) -> anyhow::Result<()> {
         )
     });
     let mut log = log.into_inner().unwrap_or_else(|e| e.into_inner());
-    log.finish();
+    log.finish(result.is_err());
     let result = result?;
     log.line(&format!("#{} exporting to image", result.steps + 1));
     log.line(&format!(
@@ -675,6 +772,48 @@ pub fn prune(ctx: &Ctx, args: BuilderPruneArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_live_tree_tracks_parallel_steps_and_shows_their_last_lines() {
+        let mut log = Log {
+            kind: ProgressKind::Auto,
+            quiet: false,
+            steps: std::collections::HashMap::new(),
+            live: Some(Live::new(indicatif::ProgressDrawTarget::hidden())),
+        };
+        let step = |id, stage: &str| BuildEvent::Step {
+            id,
+            stage: stage.into(),
+            index: 2,
+            total: 3,
+            text: format!("RUN make {stage}"),
+        };
+        log.event(&step(1, "a"));
+        log.event(&step(2, "b"));
+        let out: String = (1..=8).map(|i| format!("line {i}\n")).collect();
+        log.event(&BuildEvent::Output {
+            id: 2,
+            data: format!("{out}\x1b[31mred\x1b[0m\n").into_bytes(),
+        });
+        log.event(&BuildEvent::Cached { id: 1 });
+        let live = log.live.as_ref().unwrap();
+        assert_eq!(live.running.len(), 2, "both stages run at once");
+        assert_eq!(live.running[&2].bar.prefix(), "[b 2/3] RUN make b");
+        let m = live.running[&2].tail();
+        assert!(m.starts_with("\n  "), "{m}");
+        assert_eq!(m.lines().count(), 1 + LIVE_TAIL, "{m}");
+        assert!(m.contains("line 8") && !m.contains("line 4"), "{m}");
+        assert!(m.contains("[31mred") && !m.contains("\x1b[31m"), "{m}");
+        log.event(&BuildEvent::Done {
+            id: 1,
+            elapsed: Duration::from_millis(10),
+        });
+        let live = log.live.as_ref().unwrap();
+        assert_eq!(live.running.keys().collect::<Vec<_>>(), [&2]);
+        assert_eq!((live.finished, live.started), (1, 2));
+        log.finish(true);
+        assert!(log.live.is_none());
+    }
 
     #[test]
     fn ssh_flags_name_agent_sockets() {
