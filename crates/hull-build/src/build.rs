@@ -984,6 +984,12 @@ impl Builder<'_> {
                 self.commit(run, snap)?
             }
             Action::Run(r) => {
+                crate::emulation::check(
+                    &run.state.config.platform(),
+                    &Platform::host(),
+                    Path::new(crate::emulation::BINFMT_DIR),
+                )
+                .map_err(|e| BuildError::at(line, e))?;
                 let snap = self.snapshot(run)?;
                 // What the mounts point at lives as long as the run.
                 let mut held = RunResources::default();

@@ -51,6 +51,7 @@ pub mod args;
 mod build;
 pub mod context;
 pub mod copy;
+pub mod emulation;
 mod error;
 pub mod plan;
 pub mod ssh;

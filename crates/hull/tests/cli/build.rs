@@ -534,3 +534,64 @@ fn run_reaches_the_ssh_agent_through_a_relay_owned_as_the_mount_asks() {
     assert!(stderr.contains("Dockerfile:2"), "{stderr}");
     assert!(stderr.contains("ssh mount other is required"), "{stderr}");
 }
+
+#[test]
+fn run_for_another_architecture_needs_an_emulator_and_says_so() {
+    hull_test::require_root!();
+    hull_test::require_bin!("runc", "runc");
+    let (_reg, fx) = registry();
+    let hull = Hull::new();
+    let ctx = tempfile::tempdir_in(scratch()).unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        &format!("FROM {}\nRUN uname -m\n", fx.multiarch),
+    );
+    let c = ctx.path().display().to_string();
+    let out = hull.output(&[
+        "build",
+        "--progress",
+        "plain",
+        "--platform",
+        "linux/arm64",
+        &c,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let emulated = std::fs::read_dir("/proc/sys/fs/binfmt_misc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            e.file_name().to_string_lossy().contains("aarch64")
+                && std::fs::read_to_string(e.path()).is_ok_and(|s| s.starts_with("enabled"))
+        });
+    if emulated {
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("aarch64"), "{stderr}");
+    } else {
+        assert!(!out.status.success(), "{stderr}");
+        assert!(stderr.contains("Dockerfile:2"), "{stderr}");
+        assert!(
+            stderr.contains("a RUN for linux/arm64 cannot execute on this linux/amd64 host")
+                && stderr.contains("no binfmt_misc handler for aarch64"),
+            "{stderr}"
+        );
+    }
+    // The arm64 stage's filesystem steps need no emulator.
+    write(
+        ctx.path(),
+        "Dockerfile",
+        &format!("FROM {}\nCOPY Dockerfile /\n", fx.multiarch),
+    );
+    hull.ok(&[
+        "build",
+        "-q",
+        "--platform",
+        "linux/arm64",
+        "-t",
+        "arm:1",
+        &c,
+    ]);
+    let inspect: serde_json::Value = serde_json::from_str(&hull.ok(&["inspect", "arm:1"])).unwrap();
+    assert_eq!(inspect[0]["Architecture"], "arm64");
+}
