@@ -4,10 +4,15 @@
 //! - A manifest by tag: the cached tag is served while it is younger than the TTL; after that
 //!   the upstream is asked (HEAD) for the tag's current digest, and the manifest fetched if it
 //!   is new. An unreachable upstream does not stop pulls of what is cached.
-//! - A manifest by digest, and a blob: served from storage, else fetched from the upstream,
-//!   verified, stored and then served. Blobs stream through the hasher into storage, never
-//!   held whole; concurrent requests for one missing blob wait for one fetch. A `HEAD` of a
-//!   blob not cached asks the upstream for its size and fetches nothing.
+//! - A manifest by digest: served from storage, else fetched from the upstream, verified,
+//!   stored and then served.
+//! - A blob: served from storage, else fetched from the upstream once, streaming into storage
+//!   through the hasher (never held whole). The request that starts the fetch gets the bytes as
+//!   they arrive, all but the last chunk, which it gets once storage has verified the digest
+//!   (so a client never completes a body the mirror refused); concurrent requests for the same
+//!   blob wait for that fetch and are served from storage. A fetch runs to the end even if its
+//!   client goes away. A `HEAD` of a blob not cached asks the upstream for its size and
+//!   fetches nothing.
 //! - Bytes are never rewritten: a manifest is stored and served exactly as the upstream
 //!   served it, so digests and signatures stay valid.
 //! - Pushes and deletes are refused with `UNSUPPORTED`, as distribution does; the catalog and
@@ -382,16 +387,16 @@ impl Proxy {
         }
     }
 
-    /// Makes sure the repository holds blob `d`, fetching it from the upstream if not. With
-    /// `fetch` false (a `HEAD`), a blob not cached is only looked up upstream: its size is
-    /// returned and nothing is stored. `None` means the blob is in storage, linked.
+    /// Makes sure the repository holds blob `d`, fetching it from the upstream if not (see the
+    /// module docs). `how` says what the request may take: only the upstream's size (`HEAD`),
+    /// the stored blob, or (a whole-blob `GET`) a stream of the fetch it starts.
     pub(crate) async fn cache_blob(
         self: &Arc<Self>,
         storage: &Arc<dyn RegistryStorage>,
         name: &RepoName,
         d: &Digest,
-        fetch: bool,
-    ) -> Result<Option<u64>, ApiError> {
+        how: BlobWant,
+    ) -> Result<CachedBlob, ApiError> {
         let link = layout::layer_link(name, d)?;
         let blob = layout::blob(d)?;
         let linked = |s: &Arc<dyn RegistryStorage>| {
@@ -405,13 +410,13 @@ impl Proxy {
             }
         };
         if linked(storage).await? {
-            return Ok(None);
+            return Ok(CachedBlob::Stored);
         }
         let repo = self.reference(name, None, None)?;
         let what = format!("blob {}@{d}", repo.name());
-        if !fetch {
+        if how == BlobWant::Size {
             return match self.client.blob_size(&repo, d).await {
-                Ok(Some(size)) => Ok(Some(size)),
+                Ok(Some(size)) => Ok(CachedBlob::Upstream(size)),
                 Ok(None) => Err(ApiError::new(
                     ErrorCode::BlobUnknown,
                     format!("blob {d} not found in {name}"),
@@ -424,7 +429,40 @@ impl Proxy {
         if linked(storage).await? {
             drop(guard);
             self.land(d, &lock);
-            return Ok(None);
+            return Ok(CachedBlob::Stored);
+        }
+        if how == BlobWant::Stream && storage.stat(&blob).await?.is_none() {
+            let opened = self
+                .client
+                .get_blob(&repo, d, 0, BlobOptions::default())
+                .await
+                .map_err(|e| upstream_error(&self.remote, &format!("fetching {what}"), e));
+            let upstream = match opened {
+                Ok(s) => s,
+                Err(e) => {
+                    drop(guard);
+                    self.land(d, &lock);
+                    return Err(e);
+                }
+            };
+            let size = upstream.total();
+            let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(16);
+            let this = Arc::clone(self);
+            let storage = Arc::clone(storage);
+            let name = name.clone();
+            let d = d.clone();
+            let lock = Arc::clone(&lock);
+            let body: ByteStream = upstream.map_err(std::io::Error::other).boxed();
+            tokio::spawn(async move {
+                this.tee_blob(&*storage, &name, &d, size, body, tx).await;
+                this.land(&d, &lock);
+                drop(guard);
+            });
+            let body = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            })
+            .boxed();
+            return Ok(CachedBlob::Streaming { size, body });
         }
         // The fetch runs on its own, holding the lock: a client that goes away does not
         // waste the download of those waiting for it.
@@ -442,7 +480,7 @@ impl Proxy {
             })
         };
         match task.await {
-            Ok(r) => r.map(|()| None),
+            Ok(r) => r.map(|()| CachedBlob::Stored),
             Err(e) => Err(ApiError::new(
                 ErrorCode::Unknown,
                 format!("fetching {what}: {e}"),
@@ -496,6 +534,109 @@ impl Proxy {
         ensure(storage, &layout::layer_link(name, d)?).await?;
         ensure(storage, &layout::catalog_marker(name)?).await
     }
+
+    /// Stores the upstream's `body` of blob `d` for `name`, sending its chunks to `client` as
+    /// they pass, except the last, which follows only when storage has verified and linked the
+    /// blob; on any failure the client gets an error instead, and its response is cut short.
+    async fn tee_blob(
+        &self,
+        storage: &dyn RegistryStorage,
+        name: &RepoName,
+        d: &Digest,
+        size: Option<u64>,
+        mut body: ByteStream,
+        client: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+    ) {
+        let what = format!("fetching blob {name}@{d}");
+        let blob = match layout::blob(d) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = client.send(Err(std::io::Error::other(e.to_string()))).await;
+                return;
+            }
+        };
+        let (to_store, from_pump) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(16);
+        let stored_body: ByteStream =
+            futures_util::stream::unfold(from_pump, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            })
+            .boxed();
+        let expected = Expected {
+            digest: d.clone(),
+            size,
+        };
+        let store = storage.put_stream(&blob, stored_body, &expected);
+        let pump = async {
+            let mut held: Option<bytes::Bytes> = None;
+            let mut client = Some(&client);
+            while let Some(item) = body.next().await {
+                let chunk = match item {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = to_store.send(Err(e)).await;
+                        break;
+                    }
+                };
+                if to_store.send(Ok(chunk.clone())).await.is_err() {
+                    // Storage gave up (it says why).
+                    break;
+                }
+                if let Some(prev) = held.replace(chunk)
+                    && let Some(c) = client
+                    && c.send(Ok(prev)).await.is_err()
+                {
+                    // The client went away; the fetch goes on for the cache.
+                    client = None;
+                }
+            }
+            drop(to_store);
+            (held, client.is_some())
+        };
+        let (stored, (held, client_alive)) = tokio::join!(store, pump);
+        let linked = match stored {
+            Ok(_) => async {
+                ensure(storage, &layout::layer_link(name, d)?).await?;
+                ensure(storage, &layout::catalog_marker(name)?).await
+            }
+            .await
+            .map_err(|e| e.to_string()),
+            Err(e) => {
+                tracing::warn!("proxy: {what} from {}: {e}", self.remote);
+                Err(format!("{what} from upstream {}: {e}", self.remote))
+            }
+        };
+        if !client_alive {
+            return;
+        }
+        let last = match linked {
+            Ok(()) => held.map(Ok),
+            Err(e) => Some(Err(std::io::Error::other(e))),
+        };
+        if let Some(item) = last {
+            let _ = client.send(item).await;
+        }
+    }
+}
+
+/// What a blob request may take from [`Proxy::cache_blob`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BlobWant {
+    /// A `HEAD`: the upstream's size of a blob not cached; nothing is fetched.
+    Size,
+    /// The blob in storage (a range, or a request that cannot stream).
+    Stored,
+    /// A whole-blob `GET`: the blob in storage, or a stream of the fetch this request starts.
+    Stream,
+}
+
+/// What [`Proxy::cache_blob`] made of a blob request.
+pub(crate) enum CachedBlob {
+    /// The blob is in storage and linked to the repository.
+    Stored,
+    /// Not cached; the upstream has it with this size (answer to [`BlobWant::Size`]).
+    Upstream(u64),
+    /// The fetch this request started, as it arrives (see [`Proxy::tee_blob`]).
+    Streaming { size: Option<u64>, body: ByteStream },
 }
 
 /// Creates the empty marker object `key` unless it exists.

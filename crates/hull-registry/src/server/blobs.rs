@@ -88,17 +88,32 @@ pub(super) async fn get(
     is_head: bool,
 ) -> Result<Response, ApiError> {
     let digest = parse_digest(d)?;
-    if let Some(p) = &reg.inner.proxy
-        && let Some(size) = p.cache_blob(reg.storage(), name, &digest, !is_head).await?
-    {
-        // A HEAD of a blob the mirror has not fetched: the upstream's answer.
-        let mut resp = StatusCode::OK.into_response();
-        resp.headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
-        set_header(&mut resp, "content-type", "application/octet-stream");
-        set_header(&mut resp, CONTENT_DIGEST_HEADER, &digest.to_string());
-        set_header(&mut resp, "etag", &format!("\"{digest}\""));
-        return Ok(resp);
+    if let Some(p) = &reg.inner.proxy {
+        use crate::proxy::{BlobWant, CachedBlob};
+        let how = if is_head {
+            BlobWant::Size
+        } else if headers.contains_key(header::RANGE) {
+            BlobWant::Stored
+        } else {
+            BlobWant::Stream
+        };
+        let (size, body) = match p.cache_blob(reg.storage(), name, &digest, how).await? {
+            CachedBlob::Stored => (None, None),
+            // A HEAD of a blob the mirror has not fetched: the upstream's answer.
+            CachedBlob::Upstream(size) => (Some(size), Some(Body::empty())),
+            CachedBlob::Streaming { size, body } => (size, Some(Body::from_stream(body))),
+        };
+        if let Some(body) = body {
+            let mut resp = (StatusCode::OK, body).into_response();
+            if let Some(size) = size {
+                resp.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+            }
+            set_header(&mut resp, "content-type", "application/octet-stream");
+            set_header(&mut resp, CONTENT_DIGEST_HEADER, &digest.to_string());
+            set_header(&mut resp, "etag", &format!("\"{digest}\""));
+            return Ok(resp);
+        }
     }
     if !linked(reg, name, &digest).await? {
         return Err(blob_unknown(name, &digest));

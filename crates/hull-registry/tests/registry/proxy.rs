@@ -1,6 +1,7 @@
 //! Pull-through cache mode against a CNCF registry as the upstream: skopeo pulls through the
 //! mirror, the mirror keeps serving when the upstream is gone, sees moved tags after the TTL,
-//! fetches a blob once for concurrent pulls, refuses pushes and refuses wrong upstream bytes.
+//! fetches a blob once for concurrent pulls, streams a fetch to the client that started it,
+//! refuses pushes and refuses wrong upstream bytes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -386,12 +387,118 @@ fn wrong_bytes_from_upstream_are_an_error_and_nothing_is_stored() {
             .get(format!("{}/v2/bad/blob/blobs/{d}", mirror.url()))
             .send()
             .unwrap();
+        // The fetch streams to its first client, whose body is then cut short; a client
+        // never gets the whole of it.
+        let status = resp.status();
         assert!(
-            resp.status().is_server_error(),
-            "served {} for a corrupt upstream blob",
-            resp.status()
+            status.is_server_error() || (status == 200 && resp.bytes().is_err()),
+            "served {status} for a corrupt upstream blob",
         );
         assert!(!mirror.holds(&layout::blob(&d).unwrap()));
         assert!(!mirror.holds(&layout::layer_link(&name, &d).unwrap()));
     }
+}
+
+/// An upstream that serves one blob in two halves: the second only once `release` is sent.
+struct HalvedUpstream {
+    addr: SocketAddr,
+    release: std::sync::mpsc::Sender<()>,
+}
+
+impl HalvedUpstream {
+    fn start(data: Vec<u8>) -> HalvedUpstream {
+        use std::io::{BufRead as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let released = Arc::new(std::sync::Mutex::new(released));
+        let data = Arc::new(data);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let (data, released) = (Arc::clone(&data), Arc::clone(&released));
+                std::thread::spawn(move || {
+                    let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                    let mut w = conn;
+                    let mut first = String::new();
+                    reader.read_line(&mut first).unwrap();
+                    loop {
+                        let mut l = String::new();
+                        if reader.read_line(&mut l).unwrap() == 0 || l == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut parts = first.split_whitespace();
+                    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                    if path == "/v2/" {
+                        let _ = w.write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                        );
+                    } else if path.contains("/blobs/sha256:") {
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                            data.len()
+                        );
+                        w.write_all(head.as_bytes()).unwrap();
+                        if method == "GET" {
+                            let half = data.len() / 2;
+                            w.write_all(&data[..half]).unwrap();
+                            w.flush().unwrap();
+                            let _ = released
+                                .lock()
+                                .unwrap()
+                                .recv_timeout(Duration::from_secs(60));
+                            let _ = w.write_all(&data[half..]);
+                        }
+                    } else {
+                        let _ = w.write_all(
+                            b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        );
+                    }
+                });
+            }
+        });
+        HalvedUpstream { addr, release }
+    }
+}
+
+#[test]
+fn the_client_that_starts_a_fetch_gets_the_bytes_as_they_arrive() {
+    use std::io::Read as _;
+    let data: Vec<u8> = (0..4u32 * 1024 * 1024)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let d = Digest::sha256_of(&data);
+    let up = HalvedUpstream::start(data.clone());
+    let mirror = Mirror::start(&format!("http://{}", up.addr), 60);
+    let mut resp = client()
+        .get(format!("{}/v2/slow/blob/blobs/{d}", mirror.url()))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        header(&resp, "content-length"),
+        Some(data.len().to_string())
+    );
+    // The first half arrives while the upstream still holds back the second.
+    let half = data.len() / 2;
+    let mut got = vec![0u8; half / 2];
+    resp.read_exact(&mut got).unwrap();
+    assert_eq!(got, data[..half / 2]);
+    assert!(
+        !mirror.holds(&layout::blob(&d).unwrap()),
+        "not stored before it is whole"
+    );
+    up.release.send(()).unwrap();
+    let mut rest = Vec::new();
+    resp.read_to_end(&mut rest).unwrap();
+    got.extend_from_slice(&rest);
+    assert_eq!(Digest::sha256_of(&got), d);
+    assert!(mirror.holds(&layout::blob(&d).unwrap()));
+    // The next pull comes from the cache.
+    let again = client()
+        .get(format!("{}/v2/slow/blob/blobs/{d}", mirror.url()))
+        .send()
+        .unwrap();
+    assert_eq!(Digest::sha256_of(&again.bytes().unwrap()), d);
 }
