@@ -1240,6 +1240,75 @@ impl RegistryClient {
         })
     }
 
+    /// The referrers of manifest `subject` in `repo` (distribution-spec 1.1's referrers API,
+    /// every page), only those of `artifact_type` when given (the registry may filter; the list
+    /// is filtered here too). `None` when the registry does not offer the API (404).
+    pub async fn referrers(
+        &self,
+        repo: &Reference,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Option<Vec<hull_oci::Descriptor>>, DistributionError> {
+        let what = format!("listing referrers of {}@{subject}", repo.name());
+        let scope = pull_scope(repo.repository());
+        let mut path = format!("/v2/{}/referrers/{subject}", repo.repository());
+        if let Some(a) = artifact_type {
+            path.push_str("?artifactType=");
+            path.extend(url::form_urlencoded::byte_serialize(a.as_bytes()));
+        }
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..MAX_TAG_PAGES {
+            if !seen.insert(path.clone()) {
+                return Err(DistributionError::InvalidResponse {
+                    what,
+                    reason: format!("pagination loops back to {path}"),
+                });
+            }
+            let resp = self
+                .send(
+                    Method::GET,
+                    repo.registry(),
+                    &path,
+                    Some(&scope),
+                    &what,
+                    |rb| rb.header(header::ACCEPT, hull_oci::media_type::OCI_INDEX),
+                )
+                .await?;
+            if resp.status() == reqwest::StatusCode::NOT_FOUND && out.is_empty() {
+                return Ok(None);
+            }
+            if !resp.status().is_success() {
+                return Err(self
+                    .fail(resp, repo.registry(), &Subject::Repository(repo), &what, 1)
+                    .await);
+            }
+            let next = next_link(resp.headers(), resp.url());
+            let body = read_capped(resp, MAX_TAGS_PAGE, repo.registry(), &what).await?;
+            let index: hull_oci::Index =
+                serde_json::from_slice(&body).map_err(|e| DistributionError::InvalidResponse {
+                    what: what.clone(),
+                    reason: format!("referrers list is not an image index: {e}"),
+                })?;
+            out.extend(
+                index.manifests.into_iter().filter(|d| {
+                    artifact_type.is_none_or(|a| d.artifact_type.as_deref() == Some(a))
+                }),
+            );
+            match next {
+                None => return Ok(Some(out)),
+                Some(Ok(p)) => path = p,
+                Some(Err(reason)) => {
+                    return Err(DistributionError::InvalidResponse { what, reason });
+                }
+            }
+        }
+        Err(DistributionError::InvalidResponse {
+            what,
+            reason: format!("more than {MAX_TAG_PAGES} pages"),
+        })
+    }
+
     /// Checks credentials against a registry (`GET /v2/` with authentication), for `hull login`.
     /// Nothing is stored.
     pub async fn check_login(

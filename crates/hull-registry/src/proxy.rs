@@ -13,6 +13,9 @@
 //!   blob wait for that fetch and are served from storage. A fetch runs to the end even if its
 //!   client goes away. A `HEAD` of a blob not cached asks the upstream for its size and
 //!   fetches nothing.
+//! - Referrers (`/v2/<name>/referrers/<digest>`): the upstream's list, asked each time (a new
+//!   signature may appear upstream at any moment); when the upstream cannot be asked or has no
+//!   referrers API, the referrers the mirror has cached.
 //! - Bytes are never rewritten: a manifest is stored and served exactly as the upstream
 //!   served it, so digests and signatures stay valid.
 //! - Pushes and deletes are refused with `UNSUPPORTED`, as distribution does; the catalog and
@@ -299,6 +302,30 @@ impl Proxy {
                 bytes::Bytes::from(m.media_type.clone()),
             )
             .await?;
+        // A referrer (a signature, an SBOM) is listed for its subject as a push would list it,
+        // so the mirror's own list holds it when the upstream cannot be asked.
+        if let Ok(parsed) = hull_oci::ParsedManifest::from_slice(&m.bytes, Some(&m.media_type)) {
+            let subject = match &parsed {
+                hull_oci::ParsedManifest::Image(i) => i.subject.clone(),
+                hull_oci::ParsedManifest::Index(i) => i.subject.clone(),
+            };
+            if let Some(s) = subject {
+                let desc = crate::server::referrer_descriptor(
+                    &parsed,
+                    &m.media_type,
+                    &m.digest,
+                    m.bytes.len() as u64,
+                );
+                if let Ok(json) = serde_json::to_vec(&desc) {
+                    storage
+                        .put(
+                            &layout::referrer(name, &s.digest, &m.digest)?,
+                            bytes::Bytes::from(json),
+                        )
+                        .await?;
+                }
+            }
+        }
         ensure(storage, &layout::catalog_marker(name)?).await
     }
 
@@ -384,6 +411,29 @@ impl Proxy {
         let mut map = self.fetches.lock().unwrap_or_else(|e| e.into_inner());
         if map.get(d).is_some_and(|l| Arc::ptr_eq(l, lock)) {
             map.remove(d);
+        }
+    }
+
+    /// The upstream's referrers of manifest `subject` in `name` (filtered by `artifact_type`);
+    /// `None` when the upstream does not offer the referrers API or cannot be reached, and
+    /// the mirror answers from what it holds. The list is not stored: referrers come and go
+    /// upstream (a new signature), and the manifests it names are cached when pulled.
+    pub(crate) async fn referrers(
+        &self,
+        name: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Option<Vec<hull_oci::Descriptor>> {
+        let repo = self.reference(name, None, None).ok()?;
+        match self.client.referrers(&repo, subject, artifact_type).await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::debug!(
+                    "proxy: referrers of {name}@{subject} from {}: {e}",
+                    self.remote
+                );
+                None
+            }
         }
     }
 

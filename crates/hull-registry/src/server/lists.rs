@@ -121,12 +121,41 @@ pub(super) async fn referrers(
     query: &Query,
 ) -> Result<Response, ApiError> {
     let subject = parse_digest(d)?;
+    let filter = query.get("artifactType").filter(|a| !a.is_empty());
+    let upstream = match &reg.inner.proxy {
+        Some(p) => p.referrers(name, &subject, filter).await,
+        None => None,
+    };
+    let manifests = match upstream {
+        Some(list) => list,
+        None => stored_referrers(reg, name, &subject, filter).await?,
+    };
+    let body = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": mt::OCI_INDEX,
+        "manifests": manifests,
+    })
+    .to_string();
+    let mut resp = json_response(StatusCode::OK, body, false);
+    set_header(&mut resp, "content-type", mt::OCI_INDEX);
+    if filter.is_some() {
+        set_header(&mut resp, OCI_FILTERS_APPLIED_HEADER, "artifactType");
+    }
+    Ok(resp)
+}
+
+/// The referrers of `subject` recorded in storage, of `filter`'s artifact type when given.
+async fn stored_referrers(
+    reg: &Registry,
+    name: &RepoName,
+    subject: &hull_oci::Digest,
+    filter: Option<&str>,
+) -> Result<Vec<Descriptor>, ApiError> {
     let storage = reg.storage_ref();
-    let dir = layout::referrers_dir(name, &subject)?;
+    let dir = layout::referrers_dir(name, subject)?;
     let keys = storage
         .list_after(&Prefix::dir(&dir), None, MAX_REFERRERS)
         .await?;
-    let filter = query.get("artifactType").filter(|a| !a.is_empty());
     let mut manifests = Vec::new();
     for k in keys {
         let Some(bytes) = storage.get_bytes(&k, MAX_DESCRIPTOR_SIZE).await? else {
@@ -141,16 +170,5 @@ pub(super) async fn referrers(
         }
         manifests.push(desc);
     }
-    let body = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": mt::OCI_INDEX,
-        "manifests": manifests,
-    })
-    .to_string();
-    let mut resp = json_response(StatusCode::OK, body, false);
-    set_header(&mut resp, "content-type", mt::OCI_INDEX);
-    if filter.is_some() {
-        set_header(&mut resp, OCI_FILTERS_APPLIED_HEADER, "artifactType");
-    }
-    Ok(resp)
+    Ok(manifests)
 }

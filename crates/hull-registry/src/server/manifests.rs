@@ -131,7 +131,7 @@ fn invalid(e: DocumentError) -> ApiError {
 
 /// What the referrers API lists for a manifest (spec 1.1 "Listing Referrers"): its descriptor,
 /// with `artifactType` falling back to the config media type, and its annotations.
-fn referrer_descriptor(
+pub(crate) fn referrer_descriptor(
     parsed: &ParsedManifest,
     media_type: &str,
     digest: &Digest,

@@ -5,6 +5,7 @@
 mod blobs;
 mod lists;
 mod manifests;
+pub(crate) use manifests::referrer_descriptor;
 
 use std::future::Future;
 use std::io;

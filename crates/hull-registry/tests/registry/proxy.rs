@@ -502,3 +502,70 @@ fn the_client_that_starts_a_fetch_gets_the_bytes_as_they_arrive() {
         .unwrap();
     assert_eq!(Digest::sha256_of(&again.bytes().unwrap()), d);
 }
+
+#[test]
+fn referrers_come_from_the_upstream_and_their_manifests_are_cached() {
+    use hull_oci::media_type as mt;
+    let dir = tempfile::tempdir().unwrap();
+    let up = TestServer::start(dir.path());
+    let base = up.url();
+    let subject = push_image(&base, "app", "v1", "signed");
+    let subject_digest = Digest::sha256_of(&subject);
+    push_blob(&base, "app", b"{}");
+    let mut sigs = Vec::new();
+    for (kind, payload) in [
+        ("application/vnd.example.sig", &b"signature"[..]),
+        ("application/vnd.example.sbom", b"sbom"),
+    ] {
+        push_blob(&base, "app", payload);
+        let m = artifact_manifest(kind, &desc(mt::OCI_MANIFEST, &subject), payload);
+        let d = Digest::sha256_of(&m);
+        assert_eq!(
+            put_manifest(&base, "app", &d.to_string(), mt::OCI_MANIFEST, &m).status(),
+            201
+        );
+        sigs.push((kind, d));
+    }
+    let mirror = Mirror::start(&base, 60);
+    let url = format!("{}/v2/app/referrers/{subject_digest}", mirror.url());
+    let index: serde_json::Value = client().get(&url).send().unwrap().json().unwrap();
+    let listed: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed.len(), 2, "{index}");
+    for (_, d) in &sigs {
+        assert!(listed.contains(&d.to_string()));
+    }
+    let resp = client()
+        .get(format!("{url}?artifactType=application%2Fvnd.example.sig"))
+        .send()
+        .unwrap();
+    assert_eq!(
+        header(&resp, "oci-filters-applied").as_deref(),
+        Some("artifactType")
+    );
+    let index: serde_json::Value = resp.json().unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+    assert_eq!(index["manifests"][0]["digest"], sigs[0].1.to_string());
+
+    // A referrer pulled through the mirror is cached byte for byte; with the upstream gone
+    // the mirror lists what it holds.
+    let sig = client()
+        .get(format!("{}/v2/app/manifests/{}", mirror.url(), sigs[0].1))
+        .header("accept", mt::OCI_MANIFEST)
+        .send()
+        .unwrap();
+    assert_eq!(Digest::sha256_of(&sig.bytes().unwrap()), sigs[0].1);
+    up.stop();
+    let index: serde_json::Value = client().get(&url).send().unwrap().json().unwrap();
+    let held: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(held, [sigs[0].1.to_string().as_str()], "{index}");
+}
