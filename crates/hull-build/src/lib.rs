@@ -48,6 +48,7 @@
 //! context paths.
 
 pub mod args;
+mod change;
 mod build;
 pub mod context;
 pub mod copy;
@@ -62,5 +63,6 @@ pub use build::{
     BuildEvent, BuildRequest, BuildResult, INLINE_CACHE_FIELD, ImageSource, RunExecutor, RunMount,
     build,
 };
+pub use change::{ChangeError, apply_changes};
 pub use error::BuildError;
 pub use plan::{Base, BuildOptions, Plan, PlannedStage};

@@ -92,7 +92,11 @@ fn env() -> Env {
             Box::new(f),
             ImportOptions {
                 reference: Some(Reference::parse("base:latest").unwrap()),
-                changes: vec!["CMD [\"sh\"]".into(), "ENV PATH=/bin:/usr/bin".into()],
+                config: Some(hull_oci::ContainerConfig {
+                    cmd: Some(vec!["sh".into()]),
+                    env: Some(vec!["PATH=/bin:/usr/bin".into()]),
+                    ..Default::default()
+                }),
                 source: "busybox".into(),
                 ..ImportOptions::default()
             },

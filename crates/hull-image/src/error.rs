@@ -46,8 +46,6 @@ pub enum ImageError {
     UnsupportedLayer(String),
     #[error("invalid archive: {0}")]
     InvalidArchive(String),
-    #[error("invalid --change {change:?}: {reason}")]
-    InvalidChange { change: String, reason: String },
     #[error("image {0} has no layers to mount")]
     NoLayers(ImageId),
     #[error("{path}: {source}")]

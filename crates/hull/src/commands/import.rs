@@ -35,12 +35,16 @@ pub fn run(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<()> {
     } else {
         Box::new(fs_err::File::open(&args.file).context("opening the tarball")?)
     };
+    // `--change`s are Dockerfile instructions, read by the Dockerfile parser and applied by
+    // the builder's dispatcher.
+    let mut config = hull_oci::ImageConfig::default();
+    hull_build::apply_changes(&mut config, &args.changes)?;
     let store = ctx.store()?;
     let id = store.import(
         input,
         ImportOptions {
             reference,
-            changes: args.changes,
+            config: config.config,
             message: args.message,
             platform,
             source: args.file,

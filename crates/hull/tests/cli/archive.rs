@@ -188,6 +188,30 @@ fn import_then_save_load_round_trip() {
     assert_eq!(cmd.trim(), r#"["/bin/hello"] ["A=b"]"#);
     let history = hull.ok(&["history", "--format", "{{.Comment}}", "imported/hello:1"]);
     assert_eq!(history.trim(), "made in a test");
+    // A change is a Dockerfile instruction: variables expand, other instructions are refused.
+    let out = hull.ok(&[
+        "import",
+        "--change",
+        "ENV B=${A:-x}-y",
+        "--change",
+        "WORKDIR /srv/$B",
+        rootfs.to_str().unwrap(),
+    ]);
+    let wd = hull.ok(&["inspect", "--format", "{{.Config.WorkingDir}}", out.trim()]);
+    assert_eq!(wd.trim(), "/srv/x-y");
+    hull.ok(&["rmi", out.trim()]);
+    let bad = hull.output(&[
+        "import",
+        "--change",
+        "RUN rm -rf /",
+        rootfs.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(
+        stderr.contains("invalid --change \"RUN rm -rf /\": the instruction must be one of CMD"),
+        "{stderr}"
+    );
 
     let archive = hull.dir.path().join("hello.tar");
     hull.ok(&["save", "-o", archive.to_str().unwrap(), "imported/hello:1"]);
