@@ -14,8 +14,9 @@
 //! A snapshot left by a killed process is unmounted and removed by `prune` and `system check
 //! --repair` (see [`Store::remove_stale_snapshots`]).
 //!
-//! Limit: the chain's layer directories are passed to overlayfs in one `lowerdir=` option, which
-//! the kernel caps at a page (about 40 layers with the store's path lengths).
+//! Limit: each layer directory goes to overlayfs with its own `lowerdir+` (Linux 6.8; older
+//! kernels get the one-page `lowerdir=` string, about 40 layers), up to overlayfs' 500 lower
+//! directories.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,8 @@ use hull_oci::{ChainId, DiffId, Digest, media_type};
 use crate::error::{ImageError, Result};
 use crate::layers::remove_tree;
 use crate::store::Store;
+
+mod overlay;
 
 /// A writable overlay over a layer chain. Dropping it unmounts and removes it.
 #[derive(Debug)]
@@ -123,22 +126,15 @@ impl Store {
             let p = snap.dir.join(sub);
             fs_err::create_dir_all(&p).map_err(|e| ImageError::io(&p, e))?;
         }
-        let lowerdir: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
-        let data = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lowerdir.join(":"),
-            snap.upper().display(),
-            snap.dir.join("work").display()
-        );
         let merged = snap.path();
-        let data = std::ffi::CString::new(data)
-            .map_err(|e| ImageError::io(&merged, io::Error::other(e)))?;
-        rustix::mount::mount(
-            "overlay",
-            merged.as_path(),
-            "overlay",
-            rustix::mount::MountFlags::empty(),
-            Some(data.as_c_str()),
+        let (upper, work) = (snap.upper(), snap.dir.join("work"));
+        overlay::mount_overlay(
+            &lowers,
+            Some(overlay::Upper {
+                upper: &upper,
+                work: &work,
+            }),
+            &merged,
         )
         .map_err(|e| {
             ImageError::io(
@@ -322,5 +318,40 @@ mod tests {
         let dropped_dir = dropped.dir.clone();
         drop(dropped);
         assert!(!dropped_dir.exists(), "a dropped snapshot is removed");
+    }
+
+    /// Regression: the chain went to overlayfs in one `lowerdir=` option, capped at a page
+    /// (about 40 layers).
+    #[test]
+    fn a_chain_of_sixty_layers_mounts() {
+        hull_test::require_root!();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let lease = store
+            .metadata()
+            .lease(std::time::Duration::from_secs(60))
+            .unwrap();
+        let opts = DiffOptions::default();
+        let mut parent: Option<ChainId> = None;
+        for i in 0..60 {
+            let s = store.prepare_snapshot(parent.as_ref()).unwrap();
+            std::fs::write(s.path().join(format!("f{i}")), i.to_string()).unwrap();
+            match i {
+                10 => std::fs::write(s.path().join("victim"), "from layer 10").unwrap(),
+                30 => std::fs::remove_file(s.path().join("victim")).unwrap(),
+                _ => {}
+            }
+            let l = store.commit_snapshot(s, &opts, &lease).unwrap().unwrap();
+            parent = Some(l.chain_id);
+        }
+        let top = store.prepare_snapshot(parent.as_ref()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(top.path().join("f59")).unwrap(),
+            "59"
+        );
+        assert_eq!(std::fs::read_to_string(top.path().join("f0")).unwrap(), "0");
+        assert!(!top.path().join("victim").exists());
+        let n = std::fs::read_dir(top.path()).unwrap().count();
+        assert_eq!(n, 60);
     }
 }
