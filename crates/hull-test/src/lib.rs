@@ -7,9 +7,11 @@
 //!   behind htpasswd basic auth or the token flow.
 //! - [`fixtures`]: fixture images (busybox, multi-layer, multi-arch, zstd) built from Debian
 //!   packages and pushed to a registry.
+//! - [`docker`]: a private Docker daemon (Debian's `docker.io`) in its own mount namespace.
 //! - [`s3`]: an S3 server (`s3s-fs`, installed with cargo) on loopback, to stop and restart.
 //! - [`tree`]: entry-by-entry snapshots of directory trees, to compare unpacked images.
 
+pub mod docker;
 pub mod fixtures;
 pub mod peers;
 pub mod registry;

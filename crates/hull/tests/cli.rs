@@ -1,5 +1,6 @@
 //! The `hull` binary as a user runs it, against real peers the tests start themselves: a CNCF
-//! distribution registry filled with fixture images, skopeo, umoci and podman.
+//! distribution registry filled with fixture images, skopeo, umoci, podman and
+//! a private dockerd.
 
 // Modules live in `cli/`; each names its file, since this root is not a `mod.rs`.
 // Test helpers outside `#[test]` functions: a failed setup should panic.
@@ -19,6 +20,8 @@ mod build_corpus;
 mod commands;
 #[path = "cli/crash.rs"]
 mod crash;
+#[path = "cli/docker.rs"]
+mod docker;
 #[path = "cli/pull.rs"]
 mod pull;
 #[path = "cli/push.rs"]
