@@ -10,12 +10,14 @@
 //!                      format (whiteouts as 0/0 char devices), so a chain mounts as lowerdirs
 //! ROOT/layers/tmp/     layers being unpacked; renamed into place when complete and synced
 //! ROOT/mounts/<hex>/   read-only overlay mounts made by `image mount`
-//! ROOT/snapshots/<id>/ writable overlay snapshots of builds (upper, work, merged)
+//! ROOT/snapshots/<id>/ writable snapshots of builds (overlay mounts, or copies where overlayfs
+//!                      is unavailable)
 //! ```
 //! The unpacked-layer layout and the writable snapshots (`snapshot.rs`: prepare over a chain,
 //! commit the upper directory as a layer) are what ARCHITECTURE.md calls `hull-snapshot`. They
-//! stay here while the layer records they read and write are this crate's; a copying snapshotter
-//! for filesystems without overlayfs is the point where they move to their own crate.
+//! stay here while the layer records they read and write are this crate's, the copying
+//! snapshotter for hosts without overlayfs (`snapshot/copy.rs`) included; it commits through the
+//! same overlay-format upper directory, so layers do not depend on which one made them.
 //!
 //! Compressed blobs are kept after unpacking (as containerd does, unlike Docker): `save`, `push`
 //! and `system check` need the exact bytes whose digests the manifest names.
@@ -43,5 +45,5 @@ pub use import::ImportOptions;
 pub use pull::{PullOptions, PullResult, pull, pull_all_tags};
 pub use push::{Compression, PushOptions, PushResult, push, push_all_tags, repository_tags};
 pub use query::{HistoryRow, Image, ImageSummary, RemoveEvent};
-pub use snapshot::{CommittedLayer, Snapshot};
+pub use snapshot::{CommittedLayer, Snapshot, Snapshotter};
 pub use store::Store;

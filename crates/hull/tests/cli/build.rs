@@ -595,3 +595,70 @@ fn run_for_another_architecture_needs_an_emulator_and_says_so() {
     let inspect: serde_json::Value = serde_json::from_str(&hull.ok(&["inspect", "arm:1"])).unwrap();
     assert_eq!(inspect[0]["Architecture"], "arm64");
 }
+
+/// The copying snapshotter (for hosts without overlayfs) commits the layers overlayfs does:
+/// the same steps give the same image ID either way.
+#[test]
+fn copy_and_overlay_snapshots_build_the_same_image() {
+    hull_test::require_root!();
+    hull_test::require_bin!("runc", "runc");
+    let dockerfile = "FROM base\n\
+        RUN mkdir -p /data/sub /data/old && echo one > /data/a && echo two > /data/sub/b \
+        && echo x > /data/gone && echo o > /data/old/f\n\
+        RUN echo more >> /data/a && chmod 600 /data/sub/b && rm /data/gone \
+        && rm -rf /data/old && mkdir /data/old && echo new > /data/old/g \
+        && ln -s a /data/link && ln /data/a /data/hard && mv /data/sub/b /data/moved \
+        && echo extra >> /etc/passwd && rm /bin/vi\n\
+        RUN chmod 700 /data && touch -d @5 /data/a\n";
+    let mut ids = Vec::new();
+    for mode in ["overlay", "copy"] {
+        let (hull, ctx) = setup();
+        write(ctx.path(), "Dockerfile", dockerfile);
+        let out = hull
+            .cmd()
+            .args(["build", "-t", "same:1"])
+            .arg(ctx.path())
+            .env("HULL_SNAPSHOTTER", mode)
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{mode}: {stderr}");
+        let root = hull.ok(&["image", "mount", "same:1"]);
+        let root = Path::new(root.trim());
+        assert_eq!(
+            std::fs::read_to_string(root.join("data/a")).unwrap(),
+            "one\nmore\n"
+        );
+        assert!(!root.join("data/gone").exists() && !root.join("data/old/f").exists());
+        assert!(!root.join("bin/vi").exists() && root.join("bin/sh").exists());
+        hull.ok(&["image", "umount", "same:1"]);
+        ids.push(hull.image_id("same:1"));
+    }
+    assert_eq!(ids[0], ids[1]);
+
+    let (hull, ctx) = setup();
+    write(ctx.path(), "Dockerfile", "FROM base\nRUN true\n");
+    let out = hull
+        .cmd()
+        .arg("build")
+        .arg(ctx.path())
+        .env("HULL_SNAPSHOTTER", "zfs")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("HULL_SNAPSHOTTER=zfs"))
+        .unwrap_or_else(|| panic!("no line names the variable: {stderr}"));
+    // one line, the whole message
+    assert!(
+        line.to_ascii_lowercase().starts_with("error:")
+            && line
+                .ends_with("HULL_SNAPSHOTTER=zfs: unknown snapshotter (use overlay, copy or auto)"),
+        "{stderr}"
+    );
+}
