@@ -863,4 +863,55 @@ mod tests {
         assert!(overlay_unavailable(Errno::NODEV) && overlay_unavailable(Errno::PERM));
         assert!(!overlay_unavailable(Errno::NOENT) && !overlay_unavailable(Errno::NOSPC));
     }
+
+    #[test]
+    fn auto_copies_where_overlay_refuses_the_upper_filesystem() {
+        hull_test::require_root!();
+        // overlayfs refuses another overlayfs as its upper filesystem (EINVAL).
+        struct Unmount(PathBuf);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
+            }
+        }
+        let outer = tempfile::tempdir().unwrap();
+        for d in ["l", "u", "w", "m"] {
+            std::fs::create_dir(outer.path().join(d)).unwrap();
+        }
+        let lowers = [outer.path().join("l")];
+        let m = outer.path().join("m");
+        overlay::mount_overlay(
+            &lowers,
+            Some(overlay::Upper {
+                upper: &outer.path().join("u"),
+                work: &outer.path().join("w"),
+            }),
+            &m,
+        )
+        .unwrap();
+        let _mounted = Unmount(m.clone());
+        let store = Store::open(&m.join("store")).unwrap();
+        let lease = store
+            .metadata()
+            .lease(std::time::Duration::from_secs(60))
+            .unwrap();
+
+        let e = store
+            .prepare_snapshot_with(None, Snapshotter::Overlay)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mounting an overlay snapshot"), "{e}");
+        // what the kernel logged on the filesystem context, not only EINVAL
+        assert!(e.contains("not supported as upperdir"), "{e}");
+        for _ in 0..2 {
+            let s = store
+                .prepare_snapshot_with(None, Snapshotter::Auto)
+                .unwrap();
+            assert!(!s.is_overlay());
+            std::fs::write(s.path().join("f"), "f").unwrap();
+            let l = store.commit_snapshot(s, &CLAMP, &lease).unwrap().unwrap();
+            assert_eq!(entries(&store, &l.blob), ["f Regular 644 0:0 None"]);
+        }
+        assert!(auto_copies(store.root()));
+    }
 }
