@@ -48,8 +48,8 @@
 //! context paths.
 
 pub mod args;
-mod change;
 mod build;
+mod change;
 pub mod context;
 pub mod copy;
 pub mod emulation;

@@ -210,25 +210,22 @@ impl Store {
         if lowers.is_empty() {
             return Err(ImageError::NoLayers(id.clone()));
         }
-        let mut lowers: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
+        let mut lowers = lowers;
         if lowers.len() == 1 {
             // overlayfs needs two lower layers when there is no upper one; an empty directory
             // keeps a one-layer image on the same path as the others (a bind mount would show
             // the layer's whiteout devices instead of hiding them).
             let empty = self.layers_dir().join("empty");
             fs_err::create_dir_all(&empty).map_err(|e| ImageError::io(&empty, e))?;
-            lowers.push(empty.display().to_string());
+            lowers.push(empty);
         }
-        let data = std::ffi::CString::new(format!("lowerdir={}", lowers.join(":")))
-            .map_err(|e| ImageError::io(&target, std::io::Error::other(e)))?;
-        rustix::mount::mount(
-            "overlay",
-            target.as_path(),
-            "overlay",
-            rustix::mount::MountFlags::RDONLY,
-            Some(data.as_c_str()),
-        )
-        .map_err(|e| ImageError::io(&target, e.into()))?;
+        // Read-only (no upper directory), one `lowerdir+` per layer where the kernel has it.
+        crate::snapshot::overlay::mount_overlay(&lowers, None, &target).map_err(|e| {
+            ImageError::io(
+                &target,
+                std::io::Error::other(format!("mounting the image's layers: {e}")),
+            )
+        })?;
         Ok(target)
     }
 

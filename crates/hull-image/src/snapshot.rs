@@ -60,7 +60,7 @@ use crate::layers::remove_tree;
 use crate::store::Store;
 
 mod copy;
-mod overlay;
+pub(crate) mod overlay;
 
 /// How snapshots are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -489,6 +489,7 @@ mod tests {
         // the same change twice gives the same layer
         let fixed = DiffOptions {
             clamp_mtime: Some(1_000),
+            owners: None,
         };
         let mut layers = Vec::new();
         for _ in 0..2 {
@@ -605,6 +606,7 @@ mod tests {
 
     const CLAMP: DiffOptions = DiffOptions {
         clamp_mtime: Some(1_000),
+        owners: None,
     };
 
     /// One of each kind of change a build step makes.

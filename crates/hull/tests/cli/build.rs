@@ -662,3 +662,36 @@ fn copy_and_overlay_snapshots_build_the_same_image() {
         "{stderr}"
     );
 }
+
+#[test]
+fn images_deeper_than_one_page_of_lowerdir_build_run_and_mount() {
+    hull_test::require_root!();
+    hull_test::require_bin!("runc", "runc");
+    let (hull, ctx) = setup();
+    let mut dockerfile = String::from("FROM base\n");
+    for i in 0..60 {
+        write(ctx.path(), &format!("layers/f{i}"), &format!("{i}\n"));
+        dockerfile.push_str(&format!("COPY layers/f{i} /deep/f{i}\n"));
+    }
+    // A step over all 61 layers: its overlay has more lower directories than one page of
+    // `lowerdir=` holds with the store's paths.
+    dockerfile.push_str("RUN cat /deep/f0 /deep/f59 > /both && rm /deep/f30\n");
+    write(ctx.path(), "Dockerfile", &dockerfile);
+    hull.ok(&["build", "-t", "deep:1", &ctx.path().display().to_string()]);
+    let layers = hull.ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RootFS.Layers}}",
+        "deep:1",
+    ]);
+    assert_eq!(layers.matches("sha256:").count(), 62, "{layers}");
+    let root = hull.ok(&["image", "mount", "deep:1"]);
+    let root = Path::new(root.trim());
+    assert_eq!(
+        std::fs::read_to_string(root.join("both")).unwrap(),
+        "0\n59\n"
+    );
+    assert!(root.join("deep/f29").is_file() && !root.join("deep/f30").exists());
+    hull.ok(&["image", "umount", "deep:1"]);
+}
