@@ -64,6 +64,12 @@ pub trait RunExecutor: Sync {
 
     /// Resolves `--chown` user and group names against `rootfs`'s passwd and group files.
     fn resolve_owner(&self, rootfs: &Path, owner: &str) -> Result<(u32, u32), String>;
+
+    /// The user namespace RUN processes get, when it is not the host's (a caller other than
+    /// root): the owners a step's layer records are the ones its processes saw.
+    fn owners(&self) -> Option<hull_layer::IdMap> {
+        None
+    }
 }
 
 /// What a RUN's mounts point at, kept until the run is over: views of other stages, scratch
@@ -1285,6 +1291,7 @@ impl Builder<'_> {
     fn commit(&self, run: &mut StageRun, snap: hull_image::Snapshot) -> Result<bool, BuildError> {
         let opts = DiffOptions {
             clamp_mtime: self.req.source_date_epoch,
+            owners: self.runner.owners(),
         };
         let Some(layer) = self
             .store

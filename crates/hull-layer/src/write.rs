@@ -31,11 +31,57 @@ pub fn write_tar_from_dir<W: Write>(root: &Path, out: W) -> Result<u64, LayerErr
 }
 
 /// How [`write_layer_diff`] writes a layer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DiffOptions {
     /// `SOURCE_DATE_EPOCH`: no timestamp in the tar is later than this (BuildKit's
     /// `rewrite-timestamp`), so two builds of the same inputs give the same layer.
     pub clamp_mtime: Option<u64>,
+    /// The user namespace the tree was written in, when not the host's: the tar records the
+    /// owners its processes saw (the caller's own uid is root inside a rootless build's
+    /// container, and must be 0 in the layer), not the host ids on disk.
+    pub owners: Option<IdMap>,
+}
+
+/// A user namespace's id mappings, read backwards: host ids on disk to the ids a process in
+/// the namespace sees. Host ids outside every range show as the overflow id 65534, as the
+/// kernel shows them inside.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdMap {
+    pub uids: Vec<IdRange>,
+    pub gids: Vec<IdRange>,
+}
+
+/// `size` ids from `host` on the host are `container` and up inside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdRange {
+    pub container: u32,
+    pub host: u32,
+    pub size: u32,
+}
+
+/// What an unmapped id looks like inside a user namespace (`/proc/sys/kernel/overflowuid`).
+const OVERFLOW_ID: u32 = 65534;
+
+impl IdMap {
+    /// The id inside the namespace of host uid `host`.
+    pub fn uid(&self, host: u32) -> u32 {
+        Self::inside(&self.uids, host)
+    }
+
+    /// The id inside the namespace of host gid `host`.
+    pub fn gid(&self, host: u32) -> u32 {
+        Self::inside(&self.gids, host)
+    }
+
+    fn inside(ranges: &[IdRange], host: u32) -> u32 {
+        ranges
+            .iter()
+            .find_map(|r| {
+                let off = host.checked_sub(r.host)?;
+                (off < r.size).then(|| r.container.saturating_add(off))
+            })
+            .unwrap_or(OVERFLOW_ID)
+    }
 }
 
 /// Writes an overlayfs upper directory as an OCI layer: like [`write_tar_from_dir`], with
@@ -104,8 +150,8 @@ fn write_tree<W: Write>(
             path: &rel,
             kind: EntryType::Regular,
             mode: md.mode() & 0o7777,
-            uid: u64::from(md.uid()),
-            gid: u64::from(md.gid()),
+            uid: u64::from(opts.owners.as_ref().map_or(md.uid(), |m| m.uid(md.uid()))),
+            gid: u64::from(opts.owners.as_ref().map_or(md.gid(), |m| m.gid(md.gid()))),
             mtime: {
                 let t = u64::try_from(md.mtime()).unwrap_or(0);
                 opts.clamp_mtime.map_or(t, |c| t.min(c))
@@ -451,6 +497,47 @@ mod tests {
     }
 
     #[test]
+    fn owners_are_written_as_the_user_namespace_saw_them() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("r");
+        fs::create_dir(&root).unwrap();
+        fs::write(root.join("f"), "f").unwrap();
+        let md = fs::metadata(root.join("f")).unwrap();
+        let owners_in = |map: IdMap| {
+            let mut tar = Vec::new();
+            let opts = DiffOptions {
+                clamp_mtime: None,
+                owners: Some(map),
+            };
+            write_layer_diff(&root, &mut tar, &opts).unwrap();
+            let mut ar = tar::Archive::new(&tar[..]);
+            let e = ar.entries().unwrap().next().unwrap().unwrap();
+            (e.header().uid().unwrap(), e.header().gid().unwrap())
+        };
+        let range = |container, host, size| IdRange {
+            container,
+            host,
+            size,
+        };
+        // the caller is root inside; a subordinate range maps 1 and up
+        let rootless = IdMap {
+            uids: vec![range(0, md.uid(), 1), range(1, md.uid() + 1000, 500)],
+            gids: vec![range(0, md.gid(), 1)],
+        };
+        assert_eq!(owners_in(rootless.clone()), (0, 0));
+        assert_eq!(rootless.uid(md.uid() + 1000), 1);
+        assert_eq!(rootless.uid(md.uid() + 1499), 500);
+        assert_eq!(rootless.uid(md.uid() + 1500), 65534, "past the range");
+        // the files of an unmapped owner show as the overflow id, as inside the namespace
+        let elsewhere = IdMap {
+            uids: vec![range(0, md.uid().wrapping_add(7), 1)],
+            gids: vec![range(0, md.gid().wrapping_add(7), 1)],
+        };
+        assert_eq!(owners_in(elsewhere), (65534, 65534));
+    }
+
+    #[test]
     fn a_missing_root_names_it() {
         let err = write_tar_from_dir(Path::new("/nonexistent/hull"), Vec::new()).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/hull"), "{err}");
@@ -516,6 +603,7 @@ mod tests {
             &mut tar,
             &DiffOptions {
                 clamp_mtime: Some(5_000),
+                owners: None,
             },
         )
         .unwrap();
@@ -547,6 +635,7 @@ mod tests {
             &mut again,
             &DiffOptions {
                 clamp_mtime: Some(5_000),
+                owners: None,
             },
         )
         .unwrap();

@@ -107,6 +107,12 @@ impl Runtime {
         }
     }
 
+    /// The user namespace containers get: `None` for root (the host's ids), else the caller's
+    /// ids as root inside plus its subordinate ranges (see [`UserNamespace`]).
+    pub fn user_namespace(&self) -> Option<UserNamespace> {
+        (!rustix::process::geteuid().is_root()).then(user_namespace)
+    }
+
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
     }
@@ -146,8 +152,7 @@ impl Runtime {
     ) -> Result<ExitStatus, RuntimeError> {
         validate(run)?;
         let user = resolve_user(&run.rootfs, &run.user)?;
-        let euid = rustix::process::geteuid();
-        let userns = (!euid.is_root()).then(user_namespace);
+        let userns = self.user_namespace();
 
         let id = unique_id();
         let bundles = self.state_dir.join("bundles");

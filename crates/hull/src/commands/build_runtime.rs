@@ -68,4 +68,21 @@ impl RunExecutor for Runtime {
         let u = hull_runtime::resolve_user(rootfs, owner).map_err(|e| e.to_string())?;
         Ok((u.uid, u.gid))
     }
+
+    fn owners(&self) -> Option<hull_layer::IdMap> {
+        let ns = self.inner.as_ref().ok()?.user_namespace()?;
+        let ranges = |m: &[hull_runtime::spec::IdMapping]| {
+            m.iter()
+                .map(|r| hull_layer::IdRange {
+                    container: r.container_id,
+                    host: r.host_id,
+                    size: r.size,
+                })
+                .collect()
+        };
+        Some(hull_layer::IdMap {
+            uids: ranges(&ns.uid_mappings),
+            gids: ranges(&ns.gid_mappings),
+        })
+    }
 }
