@@ -7,7 +7,8 @@
 //! after `.dockerignore`, hashed file by file ([`context`]), and what each instruction does to
 //! the config and history and asks of the filesystem ([`step`]), COPY/ADD ([`copy`]), and the
 //! run itself ([`build`]): stages of a wave on their own threads, each filesystem step looked
-//! up by its cache key and otherwise performed on an overlay snapshot and committed as a layer,
+//! up by its cache key and otherwise performed on a snapshot (overlay, or a copy where overlay is
+//! unavailable, e.g. without privilege) and committed as a layer with the owners its processes saw,
 //! config-only steps recomputed every build; an inline cache in the image (`--cache-to
 //! type=inline`) that `--cache-from` seeds another store's cache with; and each miss explained
 //! against the last build of the same context and Dockerfile.
