@@ -516,7 +516,7 @@ impl Store {
             size += self
                 .metadata()
                 .layer(chain_id)?
-                .map(|l| l.size)
+                .map(|l| l.docker_size())
                 .unwrap_or(0);
         }
         let id = ImageId(manifest.config.digest.clone());

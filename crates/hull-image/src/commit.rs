@@ -46,7 +46,7 @@ impl Store {
         let mut size = 0u64;
         for (c, _) in layers {
             if let Some(l) = self.metadata().layer(c)? {
-                size = size.saturating_add(l.size);
+                size = size.saturating_add(l.docker_size());
             }
         }
         let id = ImageId(config_digest.clone());

@@ -157,14 +157,16 @@ impl Store {
     }
 
     /// Like `unpack_layer` for a stream whose diff ID (and so chain ID) is known only at
-    /// its end: unpacks under the placeholder, then renames to the real chain ID.
+    /// its end: unpacks under the placeholder, then renames to the real chain ID. Returns the
+    /// diff ID and the layer's size as Docker counts it.
     fn unpack_layer_staged(
         &self,
         tar: impl Read + Send,
         target: &LayerTarget<'_>,
         before_commit: impl FnOnce() -> Result<()>,
     ) -> Result<(hull_oci::DiffId, u64)> {
-        let (diff, size) = self.unpack_layer(tar, Compression::None, target, before_commit)?;
+        let (diff, size, content) =
+            self.unpack_layer(tar, Compression::None, target, before_commit)?;
         let real = ChainId(diff.0.clone());
         let from = self.layer_dir(target.chain_id);
         let to = self.layer_dir(&real);
@@ -181,10 +183,11 @@ impl Store {
                 diff_id: diff.clone(),
                 parent: None,
                 size,
+                content_size: Some(content),
                 state: hull_metadata::LayerState::Committed,
             })?;
         }
-        Ok((diff, size))
+        Ok((diff, content))
     }
 }
 

@@ -82,14 +82,15 @@ impl Store {
     /// content is what was promised, moves it into place as `target.chain_id`. The stream is
     /// read to its end, so a reader that hashes the compressed bytes sees all of them.
     /// `before_commit` runs after unpacking and before the layer becomes visible (the
-    /// caller verifies and commits the compressed blob there).
+    /// caller verifies and commits the compressed blob there). Returns the diff ID, the size
+    /// of the layer's tar stream and its size as Docker counts it (`UnpackStats::content`).
     pub(crate) fn unpack_layer(
         &self,
         compressed: impl Read + Send,
         compression: Compression,
         target: &LayerTarget<'_>,
         before_commit: impl FnOnce() -> Result<()>,
-    ) -> Result<(DiffId, u64)> {
+    ) -> Result<(DiffId, u64, u64)> {
         let tmp = self.layers_dir().join("tmp").join(format!(
             "{}-{:08x}",
             target.chain_id.digest().short(),
@@ -101,7 +102,7 @@ impl Store {
             let decompressed = hull_layer::decompress(compressed, compression)
                 .map_err(|e| ImageError::io(target.blob.to_string(), e))?;
             let mut hashing = HashingReader::new(decompressed);
-            hull_layer::unpack(&mut hashing, &diff_dir, &Self::unpack_options())?;
+            let stats = hull_layer::unpack(&mut hashing, &diff_dir, &Self::unpack_options())?;
             // Trailing bytes after the tar end-of-archive blocks belong to the digest too.
             io::copy(&mut hashing, &mut io::sink())
                 .map_err(|e| ImageError::io(target.blob.to_string(), e))?;
@@ -142,13 +143,14 @@ impl Store {
                 diff_id: diff.clone(),
                 parent: target.parent.cloned(),
                 size,
+                content_size: Some(stats.content),
                 state: LayerState::Committed,
             })?;
             if target.expected_diff.is_some() {
                 self.metadata()
                     .record_blob_diff(target.blob, &diff, target.media_type)?;
             }
-            Ok((diff, size))
+            Ok((diff, size, stats.content))
         })();
         if result.is_err() {
             remove_tree(&tmp);

@@ -269,7 +269,7 @@ async fn pull_locked(
 
     let mut size = 0u64;
     for c in &chain {
-        size += md.layer(c)?.map(|l| l.size).unwrap_or(0);
+        size += md.layer(c)?.map(|l| l.docker_size()).unwrap_or(0);
     }
     let existed = md.image(&image_id)?.is_some();
     md.put_image(&ImageRecord {

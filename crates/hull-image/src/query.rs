@@ -188,7 +188,10 @@ impl Store {
         let md = self.metadata();
         let mut layer_rows: Vec<(String, u64)> = Vec::new();
         for (desc, chain) in img.manifest.layers.iter().zip(&img.record.layers) {
-            let size = md.layer(chain)?.map(|l| l.size).unwrap_or(desc.size);
+            let size = md
+                .layer(chain)?
+                .map(|l| l.docker_size())
+                .unwrap_or(desc.size);
             layer_rows.push((desc.digest.to_string(), size));
         }
         let mut rows = Vec::new();

@@ -349,7 +349,7 @@ impl Store {
         }
         let ingest = format!("snapshot-{:016x}", rand::random::<u64>());
         let mut writer = self.content().writer(&ingest, None)?;
-        let size = hull_layer::write_layer_diff(&upper, &mut writer, opts)?;
+        let sizes = hull_layer::write_layer_diff(&upper, &mut writer, opts)?;
         let (blob, _) = writer.commit_computed()?;
         lease.add(&LeaseResource::Blob(blob.clone()))?;
         let diff_id = DiffId(blob.clone());
@@ -363,7 +363,8 @@ impl Store {
                 chain_id: chain_id.clone(),
                 diff_id: diff_id.clone(),
                 parent: snap.parent.clone(),
-                size,
+                size: sizes.tar,
+                content_size: Some(sizes.content),
                 state: LayerState::Committed,
             })?;
         }
@@ -371,7 +372,7 @@ impl Store {
             chain_id,
             diff_id,
             blob,
-            size,
+            size: sizes.tar,
         }))
     }
 

@@ -41,4 +41,4 @@ pub use error::LayerError;
 pub use export::{LayerSource, export_flattened};
 pub use root::{PathKind, probe_in_root};
 pub use unpack::{UnpackOptions, UnpackStats, WhiteoutMode, unpack};
-pub use write::{DiffOptions, IdMap, IdRange, write_layer_diff, write_tar_from_dir};
+pub use write::{DiffOptions, IdMap, IdRange, LayerSizes, write_layer_diff, write_tar_from_dir};

@@ -73,6 +73,9 @@ pub struct UnpackStats {
     pub entries: u64,
     /// Bytes of regular file content written.
     pub bytes: u64,
+    /// What Docker reports as the layer's size: regular file content plus symlink target
+    /// lengths (a file written twice in one layer counts twice).
+    pub content: u64,
     /// Device nodes not created because `create_devices` was off.
     pub skipped_devices: u64,
     /// Extended attributes not set: `security.*`/`trusted.*` the filesystem or our privilege
@@ -590,6 +593,7 @@ impl<'o> Unpacker<'o> {
         let mut f = File::from(fd);
         let n = self.copy_data(data, &mut f, size, state)?;
         self.stats.bytes = self.stats.bytes.saturating_add(n);
+        self.stats.content = self.stats.content.saturating_add(n);
         // chown clears setuid/setgid, so the mode comes after it.
         self.chown_fd(f.as_fd(), meta)?;
         rfs::fchmod(&f, meta.perm()).map_err(self.io("setting the mode of"))?;
@@ -626,6 +630,7 @@ impl<'o> Unpacker<'o> {
         }
         self.clear(dir, name, false)?;
         rfs::symlinkat(target.as_slice(), dir, name).map_err(self.io("creating symlink"))?;
+        self.stats.content = self.stats.content.saturating_add(target.len() as u64);
         self.chown_at(dir, name, meta)?;
         self.set_xattrs(XattrTarget::At(dir, name), &meta.xattrs)?;
         rfs::utimensat(dir, name, &meta.times(), AtFlags::SYMLINK_NOFOLLOW)

@@ -27,7 +27,17 @@ use crate::tarout::{AppendError, OutEntry, Records, TarWriter};
 /// The tree is read by path (it is the caller's own directory, not untrusted input); a file
 /// that shrinks while being read is an error rather than a corrupt tar.
 pub fn write_tar_from_dir<W: Write>(root: &Path, out: W) -> Result<u64, LayerError> {
-    write_tree(root, out, &DiffOptions::default(), false)
+    write_tree(root, out, &DiffOptions::default(), false).map(|s| s.tar)
+}
+
+/// The sizes of a layer [`write_layer_diff`] wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LayerSizes {
+    /// Bytes of the tar stream (the uncompressed blob's size).
+    pub tar: u64,
+    /// What Docker reports as the layer's size (`docker history`, `docker images`): the bytes
+    /// of its regular files (each inode once) and symlink targets, no tar headers or padding.
+    pub content: u64,
 }
 
 /// How [`write_layer_diff`] writes a layer.
@@ -93,7 +103,7 @@ pub fn write_layer_diff<W: Write>(
     upper: &Path,
     out: W,
     opts: &DiffOptions,
-) -> Result<u64, LayerError> {
+) -> Result<LayerSizes, LayerError> {
     write_tree(upper, out, opts, true)
 }
 
@@ -123,7 +133,8 @@ fn write_tree<W: Write>(
     out: W,
     opts: &DiffOptions,
     overlay: bool,
-) -> Result<u64, LayerError> {
+) -> Result<LayerSizes, LayerError> {
+    let mut content: u64 = 0;
     // Headers, padding and small files are a few hundred bytes each: buffered, a tree of many
     // small files costs a few large writes instead of three small ones per entry.
     let mut w = TarWriter::new(io::BufWriter::with_capacity(OUT_BUFFER, out));
@@ -205,6 +216,7 @@ fn write_tree<W: Write>(
                     links.insert(key, rel.clone());
                 }
                 e.size = md.len();
+                content = content.saturating_add(e.size);
                 data = Some(match opened.take() {
                     Some((f, _)) => f,
                     None => open_nofollow(&abs, true)
@@ -214,6 +226,7 @@ fn write_tree<W: Write>(
             }
         } else if ft.is_symlink() {
             target = fs::read_link(&abs).map_err(src)?;
+            content = content.saturating_add(target.as_os_str().len() as u64);
             e.kind = EntryType::Symlink;
             e.link = Some(target.as_os_str().as_bytes());
         } else if ft.is_char_device() || ft.is_block_device() {
@@ -253,10 +266,11 @@ fn write_tree<W: Write>(
                 .map_err(|err| append_error(err, &opaque_name, &abs, 0))?;
         }
     }
-    w.finish().map_err(|source| LayerError::Write {
+    let tar = w.finish().map_err(|source| LayerError::Write {
         path: "(end of archive)".into(),
         source,
-    })
+    })?;
+    Ok(LayerSizes { tar, content })
 }
 
 fn append_error(err: AppendError, rel: &[u8], abs: &Path, size: u64) -> LayerError {

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use crate::gc::GcRoots;
 use crate::owner;
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS images (
@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS layers (
     parent TEXT,
     size INTEGER NOT NULL,
     state TEXT NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    content_size INTEGER
 );
 CREATE TABLE IF NOT EXISTS blob_diffs (
     blob TEXT PRIMARY KEY,
@@ -123,7 +124,7 @@ pub struct ImageRecord {
     pub manifest_media_type: String,
     /// `created` from the config, as written there (RFC 3339).
     pub created: Option<String>,
-    /// Sum of the uncompressed sizes of the layers (what `docker images` shows as SIZE).
+    /// Sum of the layers' sizes (what `docker images` shows as SIZE).
     pub size: u64,
     /// When this record was stored (unix seconds).
     pub added_at: i64,
@@ -148,7 +149,17 @@ pub struct LayerRecord {
     pub parent: Option<ChainId>,
     /// Uncompressed size of the layer's tar stream.
     pub size: u64,
+    /// The layer's size as Docker reports it (`docker history`, `docker images`): the bytes of
+    /// its regular files and symlink targets. `None` in records written before it was kept.
+    pub content_size: Option<u64>,
     pub state: LayerState,
+}
+
+impl LayerRecord {
+    /// The size to show users: Docker's measure where the record has it, else the tar's.
+    pub fn docker_size(&self) -> u64 {
+        self.content_size.unwrap_or(self.size)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,7 +206,7 @@ impl Metadata {
             path: path.to_path_buf(),
             source,
         };
-        let conn = Connection::open(path).map_err(open_err)?;
+        let mut conn = Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(30))
             .map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -222,10 +233,27 @@ impl Metadata {
             } else {
                 ""
             };
-            conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {migrate} {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            ))
-            .map_err(open_err)?;
+            // Version 3 and older lacked `layers.content_size`: added after the schema's
+            // statements, when the existing table does not have it.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate);
+            let tx = tx.map_err(open_err)?;
+            tx.execute_batch(&format!("{migrate} {SCHEMA}"))
+                .map_err(open_err)?;
+            let has_content_size: bool = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM pragma_table_info('layers') WHERE name = 'content_size'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map(|n| n > 0)
+                .map_err(open_err)?;
+            if !has_content_size {
+                tx.execute_batch("ALTER TABLE layers ADD COLUMN content_size INTEGER;")
+                    .map_err(open_err)?;
+            }
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(open_err)?;
+            tx.commit().map_err(open_err)?;
         }
         Ok(Arc::new(Metadata {
             path: path.to_path_buf(),
@@ -511,27 +539,32 @@ impl Metadata {
     pub fn put_layer(&self, rec: &LayerRecord) -> Result<()> {
         self.write(|tx| {
             tx.execute(
-                "INSERT INTO layers (chain_id, diff_id, parent, size, state, created_at)
-                 VALUES (?1, ?2, ?3, ?4, 'committed', ?5)
-                 ON CONFLICT(chain_id) DO UPDATE SET size = excluded.size, state = excluded.state",
+                "INSERT INTO layers (chain_id, diff_id, parent, size, state, created_at, content_size)
+                 VALUES (?1, ?2, ?3, ?4, 'committed', ?5, ?6)
+                 ON CONFLICT(chain_id) DO UPDATE SET size = excluded.size, state = excluded.state,
+                   content_size = excluded.content_size",
                 params![
                     rec.chain_id.to_string(),
                     rec.diff_id.to_string(),
                     rec.parent.as_ref().map(|p| p.to_string()),
                     to_i64(rec.size),
-                    now()
+                    now(),
+                    rec.content_size.map(to_i64)
                 ],
             )?;
             Ok(())
         })
     }
 
-    fn layer_from_row((c, d, p, s): (String, String, Option<String>, i64)) -> Result<LayerRecord> {
+    fn layer_from_row(
+        (c, d, p, s, cs): (String, String, Option<String>, i64, Option<i64>),
+    ) -> Result<LayerRecord> {
         Ok(LayerRecord {
             chain_id: parse("layers.chain_id", c)?,
             diff_id: parse("layers.diff_id", d)?,
             parent: p.map(|p| parse("layers.parent", p)).transpose()?,
             size: u64::try_from(s).unwrap_or(0),
+            content_size: cs.and_then(|v| u64::try_from(v).ok()),
             state: LayerState::Committed,
         })
     }
@@ -540,9 +573,9 @@ impl Metadata {
         let conn = self.conn();
         let row = conn
             .query_row(
-                "SELECT chain_id, diff_id, parent, size FROM layers WHERE chain_id = ?1",
+                "SELECT chain_id, diff_id, parent, size, content_size FROM layers WHERE chain_id = ?1",
                 [chain_id.to_string()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
         row.map(Self::layer_from_row).transpose()
@@ -550,10 +583,13 @@ impl Metadata {
 
     pub fn layers(&self) -> Result<Vec<LayerRecord>> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT chain_id, diff_id, parent, size FROM layers ORDER BY chain_id")?;
+        let mut stmt = conn.prepare(
+            "SELECT chain_id, diff_id, parent, size, content_size FROM layers ORDER BY chain_id",
+        )?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
             .collect::<std::result::Result<Vec<_>, _>>()?;
         rows.into_iter().map(Self::layer_from_row).collect()
     }
@@ -852,6 +888,7 @@ mod tests {
                 diff_id: DiffId(d(&format!("l{}", i + 1))),
                 parent: i.checked_sub(1).map(|p| chain[p].clone()),
                 size: 1,
+                content_size: Some(1),
                 state: LayerState::Committed,
             })
             .unwrap();
@@ -923,6 +960,44 @@ mod tests {
         let lease = m.lease(Duration::from_secs(60)).unwrap();
         lease.add(&LeaseResource::Blob(d("y"))).unwrap();
         assert_eq!(m.gc_roots().unwrap().blobs.len(), 1);
+    }
+
+    #[test]
+    fn version_3_layers_gain_the_content_size_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metadata.db");
+        let chain = ChainId::chain(&[DiffId(d("old"))]);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE layers (chain_id TEXT PRIMARY KEY, diff_id TEXT NOT NULL,
+                 parent TEXT, size INTEGER NOT NULL, state TEXT NOT NULL,
+                 created_at INTEGER NOT NULL); PRAGMA user_version = 3;",
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO layers VALUES (?1, ?2, NULL, 2048, 'committed', 0)",
+                [chain[0].to_string(), d("old").to_string()],
+            )
+            .unwrap();
+        }
+        let m = Metadata::open(&path).unwrap();
+        let old = m.layer(&chain[0]).unwrap().unwrap();
+        assert_eq!(
+            (old.size, old.content_size, old.docker_size()),
+            (2048, None, 2048)
+        );
+        m.put_layer(&LayerRecord {
+            content_size: Some(1500),
+            ..old
+        })
+        .unwrap();
+        let new = m.layer(&chain[0]).unwrap().unwrap();
+        assert_eq!((new.size, new.docker_size()), (2048, 1500));
+        drop(m);
+        // opening again leaves the migrated database as it is
+        let m = Metadata::open(&path).unwrap();
+        assert_eq!(m.layers().unwrap().len(), 1);
     }
 
     #[test]

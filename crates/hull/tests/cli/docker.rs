@@ -171,6 +171,22 @@ fn docker_pulls_and_runs_what_hull_pushed_to_hull_serve() {
             .trim()
         );
 
+        // Sizes as Docker counts them: the image's and each layer's.
+        assert_eq!(
+            hull.ok(&["images", "--format", "{{.Size}}", &dest]).trim(),
+            docker
+                .run(&["images", "--format", "{{.Size}}", &dest])
+                .unwrap()
+                .trim(),
+            "{repo}: SIZE"
+        );
+        assert_eq!(
+            hull.ok(&["history", "--format", "{{.Size}}", &dest]),
+            docker
+                .run(&["history", "--format", "{{.Size}}", &dest])
+                .unwrap(),
+            "{repo}: history SIZE"
+        );
         let dir = work.path().join(i.to_string());
         std::fs::create_dir_all(&dir).unwrap();
         let theirs = docker_tree(&docker, &dest, &dir);
