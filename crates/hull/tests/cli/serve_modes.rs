@@ -275,7 +275,10 @@ fn scheduled_collection_runs_while_the_registry_serves() {
     let (_reg, fx) = registry();
     let dir = tempfile::tempdir_in(scratch()).unwrap();
     let config = dir.path().join("serve.toml");
-    std::fs::write(&config, "gc-interval-secs = 1\ngc-grace-secs = 0\n").unwrap();
+    // A grace period that covers the pushes below: what was just written is never swept while
+    // its manifest is on the way (with no grace at all, a run whose mark phase ends between
+    // the blob uploads and the manifest PUT may sweep them, as the gc module documents).
+    std::fs::write(&config, "gc-interval-secs = 1\ngc-grace-secs = 4\n").unwrap();
     let data = dir.path().join("data");
     let server = Serve::start_with(
         &[
@@ -291,7 +294,7 @@ fn scheduled_collection_runs_while_the_registry_serves() {
     // the untagged manifest leaves its repository within a few runs, the tagged one stays
     let digest = raw_manifest_digest(&keep);
     let url = format!("http://{}/v2/sched/drop/manifests/{digest}", server.host());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
     loop {
         let s = reqwest::blocking::Client::new()
             .head(&url)
