@@ -432,12 +432,7 @@ mod tests {
     #[test]
     fn snapshots_commit_as_layers_and_stack() {
         hull_test::require_root!();
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let lease = store
-            .metadata()
-            .lease(std::time::Duration::from_secs(60))
-            .unwrap();
+        let (_dir, store, lease) = store();
         let opts = DiffOptions::default();
 
         let first = store.prepare_snapshot(None).unwrap();
@@ -511,12 +506,7 @@ mod tests {
     #[test]
     fn a_chain_of_sixty_layers_mounts() {
         hull_test::require_root!();
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let lease = store
-            .metadata()
-            .lease(std::time::Duration::from_secs(60))
-            .unwrap();
+        let (_dir, store, lease) = store();
         let opts = DiffOptions::default();
         let mut parent: Option<ChainId> = None;
         for i in 0..60 {
