@@ -8,7 +8,9 @@ use std::path::Path;
 use hull_test::docker::Dockerd;
 use hull_test::tree::{self, Entry};
 
-use crate::support::{Hull, Serve, mounted_tree, registry, scratch};
+use crate::support::{
+    Hull, Serve, mounted_tree, pushed_digest, registry, scratch, token_auth_serve,
+};
 
 fn dockerd() -> Option<Dockerd> {
     if !hull_test::peers::root_or_skip() {
@@ -26,20 +28,19 @@ fn docker_inspect(docker: &Dockerd, format: &str, image: &str) -> String {
         .to_string()
 }
 
-/// The digest in `TAG: digest: sha256:… size: N` (hull push and docker push print it alike).
-fn pushed_digest(stdout: &str, tag: &str) -> String {
-    let prefix = format!("{tag}: digest: ");
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with(&prefix))
-        .unwrap_or_else(|| panic!("no `{prefix}` line in {stdout:?}"));
-    let rest = line.trim_start_matches(&prefix);
-    rest.split_whitespace().next().unwrap().to_string()
+/// What Docker adds to every container's root filesystem: `/.dockerenv`, the `/etc` files it
+/// binds, and the mount points of `/dev`, `/proc`, `/sys`.
+fn docker_added(p: &str) -> bool {
+    matches!(
+        p,
+        ".dockerenv" | "etc/hosts" | "etc/hostname" | "etc/resolv.conf" | "etc/mtab"
+    ) || ["dev", "proc", "sys"]
+        .iter()
+        .any(|m| p == *m || p.starts_with(&format!("{m}/")))
 }
 
-/// The root filesystem of `image` as Docker gives it (`docker create` + `docker export`),
-/// without what Docker adds to every container (`/.dockerenv`, the `/etc` files it binds, the
-/// mount points of `/dev`, `/proc`, `/sys`).
+/// The root filesystem of `image` as Docker gives it (`docker create` + `docker export`,
+/// extracted under `dir`).
 fn docker_tree(docker: &Dockerd, image: &str, dir: &Path) -> BTreeMap<String, Entry> {
     let id = docker
         .run(&["create", "--network", "none", image, "/nonexistent"])
@@ -69,57 +70,35 @@ fn docker_tree(docker: &Dockerd, image: &str, dir: &Path) -> BTreeMap<String, En
             .arg(&root),
     )
     .unwrap();
-    let mut t = tree::snapshot(&root).unwrap();
-    let added = |p: &str| {
-        matches!(
-            p,
-            ".dockerenv" | "etc/hosts" | "etc/hostname" | "etc/resolv.conf" | "etc/mtab"
-        ) || ["dev", "proc", "sys"]
-            .iter()
-            .any(|m| p == *m || p.starts_with(&format!("{m}/")))
-    };
-    t.retain(|p, _| !added(p));
-    t
+    tree::snapshot(&root).unwrap()
 }
 
-/// `hull image mount`'s tree without what [`docker_tree`] leaves out, plus the directories
-/// Docker always has (`/etc`, `/dev`, `/proc`, `/sys` are mount points in every container).
-fn hull_tree(hull: &Hull, image: &str) -> BTreeMap<String, Entry> {
-    let mut t = mounted_tree(hull, image);
-    t.retain(|p, _| {
-        !["dev", "proc", "sys"]
-            .iter()
-            .any(|m| p == *m || p.starts_with(&format!("{m}/")))
-            && !matches!(
-                p.as_str(),
-                ".dockerenv" | "etc/hosts" | "etc/hostname" | "etc/resolv.conf" | "etc/mtab"
-            )
-    });
-    t
-}
-
-/// Entries that differ, ignoring directories Docker creates for its own mount points when the
-/// image lacks them (`etc`, made with mode 0755 by root), and extended attributes other than
-/// `security.capability`, which `docker export` leaves out of its tar (it writes that one only).
-fn tree_differences(
-    hull: &BTreeMap<String, Entry>,
-    docker: &BTreeMap<String, Entry>,
-) -> Vec<String> {
-    let exported = |t: &BTreeMap<String, Entry>| -> BTreeMap<String, Entry> {
-        t.iter()
-            .map(|(p, e)| {
-                let mut e = e.clone();
+/// Asserts that `image` has the same files in Docker's container (see [`docker_tree`]) as in
+/// `hull image mount`, leaving out what Docker adds ([`docker_added`], and `/etc` when the image
+/// lacks it) and extended attributes other than `security.capability`, which `docker export`
+/// leaves out of its tar (it writes that one only). `work` holds Docker's export.
+fn assert_same_tree(hull: &Hull, docker: &Dockerd, image: &str, work: &Path) {
+    let dir = tempfile::tempdir_in(work).unwrap();
+    let comparable = |t: BTreeMap<String, Entry>| -> BTreeMap<String, Entry> {
+        t.into_iter()
+            .filter(|(p, _)| !docker_added(p))
+            .map(|(p, mut e)| {
                 e.xattrs.retain(|k, _| k == "security.capability");
-                (p.clone(), e)
+                (p, e)
             })
             .collect()
     };
-    let hull = exported(hull);
-    let mut docker = exported(docker);
-    if !hull.contains_key("etc") {
-        docker.remove("etc");
+    let ours = comparable(mounted_tree(hull, image));
+    let mut theirs = comparable(docker_tree(docker, image, dir.path()));
+    if !ours.contains_key("etc") {
+        theirs.remove("etc");
     }
-    tree::diff("hull", &hull, "docker", &docker)
+    let diff = tree::diff("hull", &ours, "docker", &theirs);
+    assert!(
+        diff.is_empty(),
+        "{image}: trees differ:\n{}",
+        diff.join("\n")
+    );
 }
 
 #[test]
@@ -132,14 +111,11 @@ fn docker_pulls_and_runs_what_hull_pushed_to_hull_serve() {
     let host = serve.host();
     let work = tempfile::tempdir_in(scratch()).unwrap();
 
-    for (i, (source, repo)) in [
+    for (source, repo) in [
         (&fx.busybox, "hull/busybox"),
         (&fx.busybox_oci, "hull/busybox-oci"),
         (&fx.multilayer, "hull/multilayer"),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    ] {
         hull.ok(&["pull", source]);
         let dest = format!("{host}/{repo}:v1");
         hull.ok(&["tag", source, &dest]);
@@ -187,16 +163,7 @@ fn docker_pulls_and_runs_what_hull_pushed_to_hull_serve() {
                 .unwrap(),
             "{repo}: history SIZE"
         );
-        let dir = work.path().join(i.to_string());
-        std::fs::create_dir_all(&dir).unwrap();
-        let theirs = docker_tree(&docker, &dest, &dir);
-        let ours = hull_tree(&hull, &dest);
-        let diff = tree_differences(&ours, &theirs);
-        assert!(
-            diff.is_empty(),
-            "{repo}: trees differ:\n{}",
-            diff.join("\n")
-        );
+        assert_same_tree(&hull, &docker, &dest, work.path());
     }
 
     // Docker runs it.
@@ -226,13 +193,10 @@ fn hull_pulls_what_docker_pushed_to_hull_serve() {
     let work = tempfile::tempdir_in(scratch()).unwrap();
 
     // Docker pulls from the CNCF registry and pushes to hull serve, recompressing every layer.
-    for (i, (source, repo)) in [
+    for (source, repo) in [
         (&fx.busybox, "docker/busybox"),
         (&fx.multilayer, "docker/multilayer"),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    ] {
         docker.run(&["pull", source]).unwrap();
         let dest = format!("{host}/{repo}:v2");
         docker.run(&["tag", source, &dest]).unwrap();
@@ -258,16 +222,7 @@ fn hull_pulls_what_docker_pushed_to_hull_serve() {
         // hull reads it by the digest Docker printed, too.
         hull.ok(&["pull", &format!("{host}/{repo}@{digest}")]);
 
-        let dir = work.path().join(i.to_string());
-        std::fs::create_dir_all(&dir).unwrap();
-        let theirs = docker_tree(&docker, &dest, &dir);
-        let ours = hull_tree(&hull, &dest);
-        let diff = tree_differences(&ours, &theirs);
-        assert!(
-            diff.is_empty(),
-            "{repo}: trees differ:\n{}",
-            diff.join("\n")
-        );
+        assert_same_tree(&hull, &docker, &dest, work.path());
     }
 
     // Pushing again: every layer is already there.
@@ -304,13 +259,7 @@ fn archives_cross_between_hull_and_docker() {
         docker_inspect(&docker, "{{.Id}}", "from-hull/multilayer:1"),
         hull.image_id("from-hull/multilayer:1")
     );
-    let dir = work.path().join("loaded");
-    std::fs::create_dir_all(&dir).unwrap();
-    let diff = tree_differences(
-        &hull_tree(&hull, "from-hull/multilayer:1"),
-        &docker_tree(&docker, "from-hull/multilayer:1", &dir),
-    );
-    assert!(diff.is_empty(), "trees differ:\n{}", diff.join("\n"));
+    assert_same_tree(&hull, &docker, "from-hull/multilayer:1", work.path());
 
     // docker save -> hull load
     docker.run(&["pull", &fx.busybox]).unwrap();
@@ -333,13 +282,7 @@ fn archives_cross_between_hull_and_docker() {
         other.image_id("from-docker/busybox:2"),
         docker_inspect(&docker, "{{.Id}}", "from-docker/busybox:2")
     );
-    let dir = work.path().join("saved");
-    std::fs::create_dir_all(&dir).unwrap();
-    let diff = tree_differences(
-        &hull_tree(&other, "from-docker/busybox:2"),
-        &docker_tree(&docker, "from-docker/busybox:2", &dir),
-    );
-    assert!(diff.is_empty(), "trees differ:\n{}", diff.join("\n"));
+    assert_same_tree(&other, &docker, "from-docker/busybox:2", work.path());
 }
 
 #[test]
@@ -417,35 +360,7 @@ fn docker_logs_in_to_hull_serve_and_gets_the_scopes_of_its_token() {
     let Some(docker) = dockerd() else { return };
     let (_reg, fx) = registry();
     let dir = tempfile::tempdir_in(scratch()).unwrap();
-    let hash = |p: &str| bcrypt::hash(p, 4).unwrap();
-    let htpasswd = dir.path().join("htpasswd");
-    std::fs::write(
-        &htpasswd,
-        format!("alice:{}\nbob:{}\n", hash("alice-pw"), hash("bob-pw")),
-    )
-    .unwrap();
-    let config = dir.path().join("serve.toml");
-    std::fs::write(
-        &config,
-        "[token]\nservice = \"hull-test\"\n\
-         [[token.access]]\naccount = \"alice\"\nrepository = \"*\"\nactions = [\"*\"]\n\
-         [[token.access]]\naccount = \"bob\"\nrepository = \"*\"\nactions = [\"pull\"]\n\
-         [[token.access]]\naccount = \"\"\nrepository = \"public/*\"\nactions = [\"pull\"]\n",
-    )
-    .unwrap();
-    let data = dir.path().join("data");
-    let server = Serve::start_with(
-        &[
-            "--data",
-            &data.display().to_string(),
-            "--htpasswd",
-            &htpasswd.display().to_string(),
-            "--token-auth",
-            "--config",
-            &config.display().to_string(),
-        ],
-        &[],
-    );
+    let server = token_auth_serve(dir.path());
     let host = server.host().to_string();
     let private = format!("{host}/private/busybox:v1");
     let public = format!("{host}/public/busybox:v1");

@@ -6,7 +6,7 @@ use hull_test::peers;
 use hull_test::registry::{RegistryOptions, TestRegistry};
 use hull_test::tree;
 
-use crate::support::{Hull, registry, scratch, umoci_unpack};
+use crate::support::{Hull, pushed_digest, registry, scratch, umoci_unpack};
 
 /// `skopeo inspect` of `reference` on a plain-http registry, as JSON.
 fn skopeo_inspect(reference: &str, raw: bool) -> serde_json::Value {
@@ -37,18 +37,6 @@ fn push(hull: &Hull, args: &[&str]) -> (String, String) {
         "hull {all:?} failed:\nstdout: {stdout}\nstderr: {stderr}"
     );
     (stdout, stderr)
-}
-
-/// The `TAG: digest: sha256:… size: N` line's digest.
-fn pushed_digest(stdout: &str, tag: &str) -> String {
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with(&format!("{tag}: digest: ")))
-        .unwrap_or_else(|| panic!("no summary line for {tag} in {stdout:?}"));
-    let rest = line.trim_start_matches(&format!("{tag}: digest: "));
-    let (digest, size) = rest.split_once(" size: ").unwrap();
-    assert!(size.parse::<u64>().unwrap() > 0, "{line}");
-    digest.to_string()
 }
 
 #[test]

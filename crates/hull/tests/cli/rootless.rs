@@ -93,14 +93,18 @@ fn build_as_unprivileged_user_runs_steps_as_root_of_a_user_namespace() {
     )
     .unwrap();
     std::fs::set_permissions(&ctx, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = ok(&[
-        "build",
-        "--progress",
-        "plain",
-        "-t",
-        "rootless/built:1",
-        &ctx.display().to_string(),
-    ]);
+    let ctx_arg = ctx.display().to_string();
+    let build = || {
+        ok(&[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "rootless/built:1",
+            &ctx_arg,
+        ])
+    };
+    let out = build();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("DONE"), "{log}");
 
@@ -142,14 +146,7 @@ fn build_as_unprivileged_user_runs_steps_as_root_of_a_user_namespace() {
     assert!(seen.contains_key("etc/passwd"), "{seen:?}");
 
     // A second build is all cached.
-    let out = ok(&[
-        "build",
-        "--progress",
-        "plain",
-        "-t",
-        "rootless/built:1",
-        &ctx.display().to_string(),
-    ]);
+    let out = build();
     let log = String::from_utf8_lossy(&out.stderr);
     assert_eq!(log.matches("CACHED").count(), 2, "{log}");
 }

@@ -183,35 +183,7 @@ fn data_path_empty(p: &Path) -> bool {
 fn token_auth_scopes_pushes_and_pulls_per_repository() {
     let (_reg, fx) = registry();
     let dir = tempfile::tempdir_in(scratch()).unwrap();
-    let hash = |p: &str| bcrypt::hash(p, 4).unwrap();
-    let htpasswd = dir.path().join("htpasswd");
-    std::fs::write(
-        &htpasswd,
-        format!("alice:{}\nbob:{}\n", hash("alice-pw"), hash("bob-pw")),
-    )
-    .unwrap();
-    let config = dir.path().join("serve.toml");
-    std::fs::write(
-        &config,
-        "[token]\nservice = \"hull-test\"\n\
-         [[token.access]]\naccount = \"alice\"\nrepository = \"*\"\nactions = [\"*\"]\n\
-         [[token.access]]\naccount = \"bob\"\nrepository = \"*\"\nactions = [\"pull\"]\n\
-         [[token.access]]\naccount = \"\"\nrepository = \"public/*\"\nactions = [\"pull\"]\n",
-    )
-    .unwrap();
-    let data = dir.path().join("data");
-    let server = Serve::start_with(
-        &[
-            "--data",
-            &data.display().to_string(),
-            "--htpasswd",
-            &htpasswd.display().to_string(),
-            "--token-auth",
-            "--config",
-            &config.display().to_string(),
-        ],
-        &[],
-    );
+    let server = token_auth_serve(dir.path());
     let host = server.host().to_string();
     let alice = Hull::new();
     alice.ok(&["pull", &fx.busybox]);

@@ -245,3 +245,54 @@ pub fn mounted_tree(
     hull.ok(&["image", "umount", image]);
     t
 }
+
+/// The digest in the `TAG: digest: sha256:… size: N` line that `hull push` and `docker push`
+/// print; panics when the line is missing or its size is not positive.
+pub fn pushed_digest(stdout: &str, tag: &str) -> String {
+    let prefix = format!("{tag}: digest: ");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` line in {stdout:?}"));
+    let (digest, size) = line
+        .trim_start_matches(&prefix)
+        .split_once(" size: ")
+        .unwrap_or_else(|| panic!("no size in {line:?}"));
+    assert!(size.trim().parse::<u64>().unwrap() > 0, "{line}");
+    digest.to_string()
+}
+
+/// `hull serve` with htpasswd users alice (`alice-pw`, every action on every repository) and
+/// bob (`bob-pw`, pull only), anonymous pulls of `public/*`, and the token flow; its files
+/// under `dir`.
+pub fn token_auth_serve(dir: &Path) -> Serve {
+    let hash = |p: &str| bcrypt::hash(p, 4).unwrap();
+    let htpasswd = dir.join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        format!("alice:{}\nbob:{}\n", hash("alice-pw"), hash("bob-pw")),
+    )
+    .unwrap();
+    let config = dir.join("serve.toml");
+    std::fs::write(
+        &config,
+        "[token]\nservice = \"hull-test\"\n\
+         [[token.access]]\naccount = \"alice\"\nrepository = \"*\"\nactions = [\"*\"]\n\
+         [[token.access]]\naccount = \"bob\"\nrepository = \"*\"\nactions = [\"pull\"]\n\
+         [[token.access]]\naccount = \"\"\nrepository = \"public/*\"\nactions = [\"pull\"]\n",
+    )
+    .unwrap();
+    let data = dir.join("data");
+    Serve::start_with(
+        &[
+            "--data",
+            &data.display().to_string(),
+            "--htpasswd",
+            &htpasswd.display().to_string(),
+            "--token-auth",
+            "--config",
+            &config.display().to_string(),
+        ],
+        &[],
+    )
+}
