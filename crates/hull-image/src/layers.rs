@@ -203,7 +203,7 @@ impl Store {
             return Ok(target);
         }
         fs_err::create_dir_all(&target).map_err(|e| ImageError::io(&target, e))?;
-        let lowers: Vec<PathBuf> = rec
+        let mut lowers: Vec<PathBuf> = rec
             .layers
             .iter()
             .rev()
@@ -212,7 +212,6 @@ impl Store {
         if lowers.is_empty() {
             return Err(ImageError::NoLayers(id.clone()));
         }
-        let mut lowers = lowers;
         if lowers.len() == 1 {
             // overlayfs needs two lower layers when there is no upper one; an empty directory
             // keeps a one-layer image on the same path as the others (a bind mount would show
